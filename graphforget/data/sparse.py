@@ -1,0 +1,129 @@
+r"""Normalised bipartite adjacency and a twice-differentiable sparse product.
+
+The propagation graph has ``N = U + I`` nodes, item ``i`` at node ``U + i``. For a training
+edge set :math:`\mathcal{E}` the adjacency is
+
+.. math::
+    \hat{A} = D^{-1/2} A D^{-1/2}, \qquad
+    A = \begin{pmatrix} 0 & R \\ R^\top & 0 \end{pmatrix},
+
+with :math:`R_{ui} = 1` for :math:`(u, i) \in \mathcal{E}`. Nodes of degree 0 get a zero row
+(never ``inf``). :class:`NormalizedAdjacency` stores the symmetric COO entries sorted by
+``(row, col)``, so a CSR is built without sorting, and an edge deletion only masks entries and
+rescales those whose endpoint degrees changed (:meth:`NormalizedAdjacency.remove`).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def _sorted_sym_entries(users: Tensor, items: Tensor, num_users: int, num_nodes: int):
+    """Both directions of every edge, sorted by (row, col); ``eid`` maps entry → edge."""
+    e = users.numel()
+    row = torch.cat([users, items + num_users])
+    col = torch.cat([items + num_users, users])
+    eid = torch.arange(e, dtype=torch.long).repeat(2)
+    order = torch.argsort(row * num_nodes + col)
+    return row[order], col[order], eid[order]
+
+
+@dataclass
+class NormalizedAdjacency:
+    """Symmetric-normalised adjacency of a bipartite graph, cached as ``torch.sparse`` CSR.
+
+    Attributes:
+        row, col: ``LongTensor [2E]`` entries sorted by ``(row, col)``.
+        eid: the training edge each entry comes from.
+        degree: ``FloatTensor [N]`` node degrees.
+        num_nodes: ``N``.
+    """
+
+    row: Tensor
+    col: Tensor
+    eid: Tensor
+    degree: Tensor
+    num_nodes: int
+    _csr: Optional[Tensor] = None
+    _csr_device: Optional[Tensor] = None
+    _sparse_tensor: Optional[object] = None
+
+    @classmethod
+    def build(cls, users: Tensor, items: Tensor, num_users: int, num_items: int) -> "NormalizedAdjacency":
+        n = num_users + num_items
+        row, col, eid = _sorted_sym_entries(users, items, num_users, n)
+        degree = torch.bincount(row, minlength=n).to(torch.float32)
+        return cls(row=row, col=col, eid=eid, degree=degree, num_nodes=n)
+
+    @property
+    def values(self) -> Tensor:
+        dinv = self.degree.clamp(min=1.0).rsqrt() * (self.degree > 0)
+        return dinv[self.row] * dinv[self.col]
+
+    def csr(self, device: torch.device | str | None = None) -> Tensor:
+        """The normalised adjacency as a ``torch.sparse_csr`` tensor (built once, cached)."""
+        if self._csr is None:
+            crow = torch.zeros(self.num_nodes + 1, dtype=torch.long)
+            crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self._csr = torch.sparse_csr_tensor(crow, self.col, self.values,
+                                                    size=(self.num_nodes, self.num_nodes),
+                                                    check_invariants=False)
+        if device is None or torch.device(device) == self._csr.device:
+            return self._csr
+        if self._csr_device is None or self._csr_device.device != torch.device(device):
+            self._csr_device = self._csr.to(device)
+        return self._csr_device
+
+    def sparse_tensor(self):
+        """``torch_sparse.SparseTensor`` of the same matrix, or ``None`` if not importable."""
+        if self._sparse_tensor is None:
+            try:
+                from torch_sparse import SparseTensor
+            except ImportError:  # optional extra graphforget[sparse]
+                return None
+            self._sparse_tensor = SparseTensor(row=self.row, col=self.col, value=self.values,
+                                               sparse_sizes=(self.num_nodes, self.num_nodes),
+                                               is_sorted=True)
+        return self._sparse_tensor
+
+    def remove(self, edge_mask_keep: Tensor, removed_users: Tensor, removed_items: Tensor,
+               num_users: int) -> "NormalizedAdjacency":
+        """Adjacency after deleting edges: entries masked, degrees decremented, no re-sort.
+
+        Args:
+            edge_mask_keep: ``BoolTensor [E]`` over the old training edges.
+            removed_users / removed_items: endpoints of the deleted edges.
+        """
+        keep = edge_mask_keep[self.eid]
+        new_index = torch.cumsum(edge_mask_keep.long(), 0) - 1  # old edge id → new edge id
+        degree = self.degree.clone()
+        ends = torch.cat([removed_users, removed_items + num_users])
+        degree -= torch.bincount(ends, minlength=self.num_nodes).to(degree.dtype)
+        return NormalizedAdjacency(row=self.row[keep], col=self.col[keep],
+                                   eid=new_index[self.eid[keep]], degree=degree,
+                                   num_nodes=self.num_nodes)
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a symmetric sparse ``A``; backward is ``A @ grad`` (no transpose), and the
+    backward is itself built from this function, so double backward (HVPs) works."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return None, _SymmetricSpMM.apply(ctx.adj, grad)
+
+
+def sym_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """Multiply the symmetric sparse matrix ``adj`` (CSR/COO) with dense ``x``."""
+    return _SymmetricSpMM.apply(adj, x)

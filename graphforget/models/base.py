@@ -1,0 +1,86 @@
+r"""One interface for every recommender: parameters, ``propagate``, ``score`` and losses.
+
+A model holds base ("ego") embeddings :math:`E^{(0)} \in \mathbb{R}^{(U+I) \times d}` as one
+parameter ``embedding`` (users first, item ``i`` at row ``U + i``) plus model weights (NGCF).
+``propagate(adj, embedding=None)`` maps *any* adjacency and *any* ego embeddings to final node
+representations, so unlearning can evaluate the loss under the old and the new graph and take
+Hessian-vector products through propagation. Scores are inner products
+:math:`\hat{y}_{ui} = \langle z_u, z_i \rangle`.
+
+Training objective (sum reduction, as differentiated by unlearning):
+
+.. math::
+    \mathcal{L}(\theta; \mathcal{D}, \hat{A}) = \sum_{s \in \mathcal{D}} \ell_s(\theta; \hat{A})
+        + \frac{\lambda}{2} \lVert \theta \rVert^2,
+
+with BPR :math:`\ell_{(u,i,j)} = -\log\sigma(\hat{y}_{ui} - \hat{y}_{uj})` or BCE-with-logits
+:math:`\ell_{(u,i,y)} = -y\log\sigma(\hat{y}_{ui}) - (1-y)\log(1-\sigma(\hat{y}_{ui}))`.
+Mini-batch training uses the mean over the batch and the LightGCN-paper regulariser on the
+batch's ego embeddings, :math:`\frac{\lambda}{2B}\sum_{b}(\lVert e_u\rVert^2 + \lVert e_i\rVert^2 + \lVert e_j\rVert^2)`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RecModel(nn.Module):
+    """Base class. Subclasses implement :meth:`propagate`."""
+
+    name = "base"
+    num_layers = 0
+
+    def __init__(self, num_users: int, num_items: int, dim: int = 64, init_std: float = 0.1,
+                 seed: Optional[int] = None) -> None:
+        super().__init__()
+        self.num_users, self.num_items, self.dim = int(num_users), int(num_items), int(dim)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.embedding = nn.Parameter(torch.randn(self.num_nodes, dim, generator=gen) * init_std)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_users + self.num_items
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild the model (stored in checkpoints)."""
+        return {"model": self.name, "num_users": self.num_users, "num_items": self.num_items,
+                "dim": self.dim, "layers": self.num_layers}
+
+    def propagate(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
+        """Final node representations ``[N, d_out]`` for adjacency ``adj``."""
+        raise NotImplementedError
+
+    def forward(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
+        return self.propagate(adj, embedding)
+
+    def split(self, out: Tensor) -> tuple[Tensor, Tensor]:
+        """``(user_rows, item_rows)`` of a node matrix."""
+        return out[: self.num_users], out[self.num_users:]
+
+    def score(self, users: Tensor, items: Tensor, out: Tensor) -> Tensor:
+        """Scores of ``(users[b], items[b])`` pairs from propagated representations ``out``."""
+        return (out[users] * out[items + self.num_users]).sum(-1)
+
+    # ---------------------------------------------------------------- losses
+    def bpr_terms(self, out: Tensor, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """Per-sample BPR losses ``-log σ(ŷ_ui − ŷ_uj)``."""
+        return -F.logsigmoid(self.score(users, pos, out) - self.score(users, neg, out))
+
+    def bce_terms(self, out: Tensor, users: Tensor, items: Tensor, labels: Tensor) -> Tensor:
+        """Per-sample BCE-with-logits losses."""
+        return F.binary_cross_entropy_with_logits(self.score(users, items, out), labels, reduction="none")
+
+    def batch_l2(self, users: Tensor, *item_sets: Tensor, embedding: Optional[Tensor] = None) -> Tensor:
+        """``½ Σ_b (‖e_u‖² + Σ ‖e_i‖²)`` over the batch's ego embeddings (LightGCN paper)."""
+        emb = self.embedding if embedding is None else embedding
+        reg = emb[users].pow(2).sum()
+        for items in item_sets:
+            reg = reg + emb[items + self.num_users].pow(2).sum()
+        return 0.5 * reg
+
+    def extra_l2(self) -> Tensor:
+        """``½‖W‖²`` of weights other than the embeddings (NGCF); zero otherwise."""
+        return self.embedding.new_zeros(())
