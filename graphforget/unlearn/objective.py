@@ -1,0 +1,98 @@
+r"""The training objective as a deterministic function of the parameters, for unlearning.
+
+.. math::
+    \mathcal{L}(\theta; \mathcal{D}, \hat{A}) = \sum_{s \in \mathcal{D}} \ell_s(\theta; \hat{A})
+        + \frac{\delta}{2} \lVert \theta \rVert^2, \qquad
+    \ell_s = \ell^{\text{data}}_s + \frac{\lambda}{2} \sum_{v \in s} \lVert e_v \rVert^2,
+
+summed (not averaged) so one sample's influence is on the objective's scale. The per-sample L2
+on the ego embeddings of the sample's nodes is the LightGCN-paper regulariser the model was
+trained with (``weight_decay`` = λ), so the trained θ is close to a stationary point of this
+objective. For BPR each positive ``(u, i)`` gets one negative ``j`` from a seeded draw
+(:meth:`SampleSet.bpr`); after deletion the remaining samples keep their negatives, so
+``L(θ; D∖ΔD, A_new)`` differs from ``L(θ; D, A)`` only through the deleted samples (direct
+term) and the changed adjacency (spillover term).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..data.graph import InteractionGraph
+from ..models import RecModel
+from ..train.sampling import sample_negatives
+
+
+@dataclass
+class SampleSet:
+    """Training samples aligned with ``graph.train_edges`` columns.
+
+    ``users``, ``items``: the positive (or labelled) pair; ``negatives`` for BPR, ``labels`` for
+    BCE (exactly one of the two is set).
+    """
+
+    users: Tensor
+    items: Tensor
+    negatives: Optional[Tensor] = None
+    labels: Optional[Tensor] = None
+
+    @classmethod
+    def bpr(cls, graph: InteractionGraph, seed: int = 0) -> "SampleSet":
+        gen = torch.Generator().manual_seed(seed)
+        u, i = graph.train_edges
+        return cls(u, i, negatives=sample_negatives(u, graph.train_edges, graph.num_items, gen))
+
+    @classmethod
+    def for_graph(cls, graph: InteractionGraph, loss: str = "auto", seed: int = 0) -> "SampleSet":
+        """BCE samples with the graph's labels when labelled (or ``loss="bce"``), else BPR."""
+        if loss == "bce" or (loss == "auto" and graph.has_labels):
+            if graph.train_labels is None:
+                raise ValueError("loss='bce' needs a labelled graph")
+            u, i = graph.train_edges
+            return cls(u, i, labels=graph.train_labels)
+        return cls.bpr(graph, seed)
+
+    def __len__(self) -> int:
+        return int(self.users.numel())
+
+    def select(self, rows: Tensor) -> "SampleSet":
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return SampleSet(self.users[rows], self.items[rows], pick(self.negatives), pick(self.labels))
+
+    def nodes(self, num_users: int) -> Tensor:
+        """Homogeneous node ids touched by each sample, ``[n, 2 or 3]``."""
+        cols = [self.users, self.items + num_users]
+        if self.negatives is not None:
+            cols.append(self.negatives + num_users)
+        return torch.stack(cols, 1)
+
+
+def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
+                  weight_decay: float) -> Tensor:
+    """Per-sample ``ℓ_s`` (data term + ½λ Σ‖e_v‖² over the sample's ego rows), shape ``[n]``.
+
+    Args:
+        out: propagated representations ``[N, d']`` (from ``model.propagate(adj, ego)``).
+        ego: ego embeddings ``[N, d]`` the representations were computed from.
+    """
+    dev = out.device
+    u, i = samples.users.to(dev), samples.items.to(dev)
+    nu = model.num_users
+    if samples.negatives is not None:
+        j = samples.negatives.to(dev)
+        data = model.bpr_terms(out, u, i, j)
+        reg = ego[u].pow(2).sum(-1) + ego[i + nu].pow(2).sum(-1) + ego[j + nu].pow(2).sum(-1)
+    else:
+        data = model.bce_terms(out, u, i, samples.labels.to(dev))
+        reg = ego[u].pow(2).sum(-1) + ego[i + nu].pow(2).sum(-1)
+    return data + 0.5 * weight_decay * reg
+
+
+def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
+               weight_decay: float) -> Tensor:
+    """``Σ_s ℓ_s(θ; adj)`` with the ego embeddings ``ego`` (a full ``[N, d]`` matrix)."""
+    out = model.propagate(adj, ego)
+    return sample_losses(model, out, ego, samples, weight_decay).sum()
