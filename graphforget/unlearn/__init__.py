@@ -1,6 +1,43 @@
-"""Unlearning methods behind one contract (see :mod:`graphforget.unlearn.base`)."""
+"""Unlearning methods behind one contract (see :mod:`graphforget.unlearn.base`).
+
+>>> result = graphforget.unlearn.unlearn(model, graph, edges, method="ifru", k=3)
+>>> result.model, result.graph, result.report
+"""
+from __future__ import annotations
+
+import importlib
+
 from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest
 from .objective import SampleSet, sample_losses, total_loss
 
+# method name -> "module:Class"; modules import lazily so a missing optional piece never
+# breaks `import graphforget`.
+METHODS = {
+    "retrain": "graphforget.unlearn.retrain:Retrain",
+    "finetune": "graphforget.unlearn.finetune:FineTune",
+    "if": "graphforget.unlearn.influence:InfluenceFunction",
+    "ifru": "graphforget.unlearn.ifru:IFRU",
+    "scif": "graphforget.unlearn.scif:SCIF",
+    "alteraser": "graphforget.unlearn.alteraser:AltEraser",
+    "sisa": "graphforget.unlearn.sisa:SISA",
+    "receraser": "graphforget.unlearn.receraser:RecEraser",
+}
+
+
+def get_unlearner(method: str, **options) -> Unlearner:
+    """Instantiate an unlearning method by name with its options."""
+    key = method.lower()
+    if key not in METHODS:
+        raise ValueError(f"unknown unlearning method {method!r}; choose from {sorted(METHODS)}")
+    module, cls = METHODS[key].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
+
+
+def unlearn(model, graph, request, method: str = "ifru", **options) -> UnlearnResult:
+    """Forget ``request`` (edges ``[2, m]``, pairs, or an :class:`UnlearningRequest`) from
+    ``model`` trained on ``graph``; returns the new model, new graph and a report."""
+    return get_unlearner(method, **options).unlearn(model, graph, request)
+
+
 __all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "SampleSet",
-           "sample_losses", "total_loss"]
+           "sample_losses", "total_loss", "METHODS", "get_unlearner", "unlearn"]
