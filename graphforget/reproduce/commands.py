@@ -1,0 +1,34 @@
+"""``graphforget reproduce ifru|alteraser`` — one command per paper table."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("reproduce", help="reproduce a paper table (ifru | alteraser)",
+                              description="Run a paper table and write CSV, Markdown, JSON "
+                                          "metadata and a plot under --out.")
+    p.add_argument("table", choices=["ifru", "alteraser"])
+    p.add_argument("--data-root", default=os.environ.get("GRAPHFORGET_DATA"),
+                   help="folder holding the data sets (e.g. ../shared/data); default $GRAPHFORGET_DATA")
+    p.add_argument("--out", default="experiments/results", help="output folder")
+    p.add_argument("--preset", default="full", choices=["full", "smoke"])
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--methods", nargs="+", help="method specs, e.g. ifru:k=1 alteraser:rounds=3")
+    p.add_argument("--datasets", nargs="+")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .tables import reproduce
+
+    if not args.data_root:
+        raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")
+    reproduce(args.table, Path(args.data_root), Path(args.out), preset=args.preset, seeds=args.seeds,
+              epochs=args.epochs, methods=args.methods, datasets=args.datasets, device=args.device,
+              progress=not args.no_progress)
+    return 0

@@ -1,0 +1,136 @@
+"""Aggregate result rows over seeds and write Markdown, CSV, JSON metadata and plots."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+KEYS = ("dataset", "model", "deletion", "method")
+
+
+def aggregate(rows: Sequence[dict]) -> list[dict]:
+    """Mean and (sample) std over seeds of every numeric column, per (dataset, model,
+    deletion, method), in first-appearance order."""
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in KEYS)].append(r)
+    out = []
+    for key, rs in groups.items():
+        agg = dict(zip(KEYS, key))
+        agg["seeds"] = len(rs)
+        cols = [c for c in rs[0] if c not in KEYS and c != "seed" and isinstance(rs[0][c], (int, float))]
+        for c in cols:
+            vals = [float(r[c]) for r in rs if c in r and r[c] is not None and not math.isnan(float(r[c]))]
+            if not vals:
+                agg[c], agg[c + "_std"] = float("nan"), float("nan")
+                continue
+            mean = sum(vals) / len(vals)
+            std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+            agg[c], agg[c + "_std"] = mean, std
+        out.append(agg)
+    return out
+
+
+def _fmt(v: float, std: float | None, col: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if col in ("seconds",):
+        s = f"{v:.3g}"
+    elif col == "speedup":
+        s = f"{v:.3g}×"
+    elif col == "deleted":
+        return f"{v:.0f}"
+    else:
+        s = f"{v:.4f}"
+    if std:
+        s += f" ± {std:.2g}" if col in ("seconds", "speedup") else f" ± {std:.4f}"
+    return s
+
+
+def markdown_table(agg: Sequence[dict], columns: Sequence[str]) -> str:
+    cols = [c for c in columns if any(c in r for r in agg)]
+    head = "| " + " | ".join(list(KEYS) + cols) + " |"
+    sep = "|" + "---|" * (len(KEYS) + len(cols))
+    lines = [head, sep]
+    for r in agg:
+        cells = [str(r[k]) for k in KEYS] + [_fmt(r.get(c), r.get(c + "_std"), c) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(out_dir: Path, name: str, rows: Sequence[dict], columns: Sequence[str],
+                  meta: dict) -> dict:
+    """Write ``NAME.csv`` (per-seed rows), ``NAME.md`` (mean ± std), ``NAME.json`` (config,
+    seeds, versions, data fingerprints). Returns the paths."""
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(rows)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out_dir / f"{name}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    md = markdown_table(agg, columns)
+    (out_dir / f"{name}.md").write_text(f"# {meta.get('title', name)}\n\n{meta.get('protocol', '')}\n\n{md}\n")
+    try:
+        import torch_geometric
+
+        pyg = torch_geometric.__version__
+    except ImportError:  # pragma: no cover
+        pyg = None
+    from .. import __version__
+
+    meta = dict(meta, versions={"graphforget": __version__, "torch": torch.__version__,
+                                "torch_geometric": pyg, "python": platform.python_version()})
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2, default=str))
+    return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md",
+            "json": out_dir / f"{name}.json", "table": md, "aggregate": agg}
+
+
+def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
+                  methods: Sequence[str] | None = None) -> Path | None:
+    """Scatter/curve of ``y`` against unlearning wall time (log x) per method family, one panel
+    per (dataset, model, deletion). Returns the PNG path, or None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = list(dict.fromkeys((r["dataset"], r["model"], r["deletion"]) for r in agg))
+    n = len(panels)
+    cols = min(3, n)
+    rows_ = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        fam: dict = defaultdict(list)
+        for r in agg:
+            if (r["dataset"], r["model"], r["deletion"]) != panel or y not in r:
+                continue
+            family = r["method"].split(" (")[0]
+            if methods and family not in methods:
+                continue
+            if r.get("seconds", 0) > 0 and not math.isnan(r.get(y, float("nan"))):
+                fam[family].append((r["seconds"], r[y], r["method"]))
+        for family, pts in fam.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", label=family)
+        ax.set_xscale("log")
+        ax.set_xlabel("unlearning wall time (s)")
+        ax.set_ylabel(y)
+        ax.set_title(" / ".join(panel), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,137 @@
+"""The paper tables as configurations of :func:`graphforget.reproduce.runner.run_setting`.
+
+``ifru``: IFRU's labelled protocol (explicit ratings → binary labels, 5-core, 60/20/20 random
+split, a random 2% (MF) / 1% (LightGCN) of training rows get their labels **flipped** and form
+the forget set, BCE, AUC). ``alteraser``: implicit feedback with BPR, random 1% / 5% and
+whole-user deletions, Recall/NDCG@20, consistency with retraining beside the
+retrain-vs-retrain noise floor, membership inference, time.
+
+Differences from the papers, by design (also in README): every model is trained for a fixed
+number of epochs (no early stopping, so retrain cost is deterministic); the influence methods
+solve with CG and HVPs through propagation unless the method spec asks for ``paper_mode``;
+nothing inside unlearning looks at validation data.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..data.graph import InteractionGraph
+from ..train import TrainConfig
+from .report import aggregate, plot_tradeoff, write_results
+from .runner import Setting, run_setting
+
+IFRU_METHODS = ["original", "retrain", "sisa", "receraser", "scif", "if", "ifru:k=0", "ifru:k=1",
+                "ifru:k=2", "ifru:k=1,paper_mode=true", "alteraser", "finetune"]
+ALTERASER_METHODS = ["retrain", "original", "finetune:max_epochs=1", "finetune:max_epochs=3",
+                     "finetune:max_epochs=10", "alteraser:rounds=1", "alteraser:rounds=3",
+                     "alteraser:rounds=10", "ifru", "if"]
+
+PRESETS = {
+    "ifru": {
+        "full": dict(datasets=["ml-latest-small"], models=[("mf", 0, 0.02), ("lightgcn", 1, 0.01),
+                                                           ("lightgcn", 3, 0.01)],
+                     seeds=[0, 1, 2], epochs=60, methods=IFRU_METHODS),
+        "smoke": dict(datasets=["ml-latest-small"], models=[("mf", 0, 0.02), ("lightgcn", 1, 0.01)],
+                      seeds=[0], epochs=2, methods=IFRU_METHODS, max_rows=6000),
+    },
+    "alteraser": {
+        "full": dict(datasets=["ml100k", "lastfm", "gowalla-25"], models=[("mf", 0), ("lightgcn", 2)],
+                     deletions=[("random", 0.01), ("random", 0.05), ("users", 10)],
+                     seeds=[0, 1, 2], epochs=40, methods=ALTERASER_METHODS),
+        "smoke": dict(datasets=["ml100k"], models=[("mf", 0), ("lightgcn", 2)],
+                      deletions=[("random", 0.01), ("users", 2)], seeds=[0], epochs=2,
+                      methods=["retrain", "original", "finetune:max_epochs=1", "alteraser:rounds=1",
+                               "ifru", "if"]),
+    },
+}
+
+
+def load_table_dataset(name: str, root: Path, seed: int = 0,
+                       max_rows: Optional[int] = None) -> InteractionGraph:
+    """Datasets of the two tables, read from ``root`` (the folder layout of ``../shared/data``
+    or of downloads: ``ml-latest-small/ratings.csv``, ``bookcrossing/BX-Book-Ratings.csv``,
+    ``amazon-electronics/ratings_Electronics.csv``, ``ml100k/``, ``gowalla-25/``,
+    ``lastfm/data1.txt`` + ``test1.txt``)."""
+    from ..data import loaders
+    from ..data.protocols import ifru_protocol
+    from ..data.splits import to_graph
+
+    root = Path(root)
+    labelled = {"ml-latest-small": (lambda: loaders.load_movielens(root / "ml-latest-small" / "ratings.csv"), 4, "ge"),
+                "bookcrossing": (lambda: loaders.load_bookcrossing(root / "bookcrossing" / "BX-Book-Ratings.csv"), 5, "gt"),
+                "amazon-electronics": (lambda: loaders.load_amazon_ratings(root / "amazon-electronics" / "ratings_Electronics.csv"), 4, "gt")}
+    if name in labelled:
+        load, thr, mode = labelled[name]
+        inter = load()
+        if max_rows is not None and len(inter) > max_rows:
+            inter = inter.select(slice(0, max_rows))
+        return ifru_protocol(inter, thr, mode=mode, seed=seed, name=name)
+    if name in ("ml100k", "gowalla-25", "gowalla"):
+        return loaders.load_lightgcn_txt(root / name, name=name)
+    if name == "lastfm":
+        train, test = loaders.align([loaders.load_lastfm(root / "lastfm" / "data1.txt"),
+                                     loaders.load_lastfm(root / "lastfm" / "test1.txt")])
+        train.ratings = test.ratings = None
+        return to_graph(train, None, test, name="lastfm")
+    raise ValueError(f"unknown dataset {name!r} for the reproduction tables")
+
+
+def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
+              seeds: Optional[list] = None, epochs: Optional[int] = None,
+              methods: Optional[list] = None, datasets: Optional[list] = None,
+              device: str = "cpu", progress: bool = True, log=print) -> dict:
+    """Run one paper table; write ``<table>.{csv,md,json,png}`` under ``out_dir``."""
+    if table not in PRESETS:
+        raise ValueError(f"unknown table {table!r}; choose from {sorted(PRESETS)}")
+    if preset not in PRESETS[table]:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS[table])}")
+    p = dict(PRESETS[table][preset])
+    seeds = seeds or p["seeds"]
+    epochs = epochs or p["epochs"]
+    methods = methods or p["methods"]
+    datasets = datasets or p["datasets"]
+    rows: list = []
+    fingerprints = {}
+    t0 = time.perf_counter()
+    for ds in datasets:
+        graph = load_table_dataset(ds, data_root, seed=0, max_rows=p.get("max_rows"))
+        fingerprints[ds] = graph.stats()
+        log(f"{ds}: {graph}")
+        if table == "ifru":
+            grid = [(m, layers, ("flip", frac)) for m, layers, frac in p["models"]]
+            cfg = TrainConfig(epochs=epochs, batch_size=1024, lr=1e-3, weight_decay=1e-4,
+                              patience=None, device=device, progress=False)
+        else:
+            grid = [(m, layers, d) for m, layers in p["models"] for d in p["deletions"]]
+            cfg = TrainConfig(epochs=epochs, batch_size=2048, lr=5e-3, weight_decay=1e-4,
+                              patience=None, device=device, progress=False)
+        for model, layers, (kind, amount) in grid:
+            setting = Setting(ds, graph, model, layers, kind, amount, config=cfg)
+            for seed in seeds:
+                log(f"{ds} {model}-{layers} {kind}:{amount:g} seed {seed}")
+                rows += run_setting(setting, methods, seed, audit=True, progress=progress, log=log)
+    if table == "ifru":
+        columns = ["deleted", "valid_auc", "test_auc", "test_auc_user_or_item",
+                   "test_auc_user_and_item", "seconds", "speedup"]
+        title = "IFRU table: labelled data, flipped-label forget set, BCE"
+    else:
+        columns = ["deleted", "recall@20", "ndcg@20", "overlap@20", "floor_overlap@20", "rank_corr",
+                   "floor_rank_corr", "mia_auc", "seconds", "speedup"]
+        title = "AltEraser table: implicit feedback, BPR"
+    meta = {"title": title, "table": table, "preset": preset, "seeds": seeds, "epochs": epochs,
+            "methods": methods, "datasets": fingerprints, "data_root": str(data_root),
+            "device": device, "wall_seconds": round(time.perf_counter() - t0, 1),
+            "protocol": __doc__.strip().split("\n\n")[1 if table == "ifru" else 1]}
+    paths = write_results(Path(out_dir), table, rows, columns, meta)
+    agg = aggregate(rows)
+    if table == "ifru":
+        paths["png"] = plot_tradeoff(agg, Path(out_dir) / "ifru.png", "test_auc",
+                                     "IFRU table: test AUC vs unlearning time")
+    else:
+        paths["png"] = plot_tradeoff(agg, Path(out_dir) / "alteraser.png", "overlap@20",
+                                     "Consistency with retrain (top-20 overlap) vs wall time",
+                                     methods=["AltEraser", "Fine-tune"])
+    log(paths["table"])
+    return paths
