@@ -143,6 +143,8 @@ class Trainer:
         metric = "auc" if graph.has_labels else cfg.metric
         best_state, best, best_epoch, bad = None, float("-inf"), -1, 0
         history: list = []
+        if cfg.log_path:
+            Path(cfg.log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(cfg.log_path, "a") if cfg.log_path else None
         t0 = time.perf_counter()
         train_seconds = 0.0

@@ -2,46 +2,72 @@
 
 A folder holds ``train.txt``, ``test.txt`` and optionally ``validation.txt`` (or ``valid.txt``).
 Ids are already contiguous; ``user_list.txt`` / ``item_list.txt`` (``org_id remap_id``), when
-present, give the raw ids.
+present, give the raw ids. Every file may instead be gzip-compressed (``train.txt.gz`` …).
 """
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..graph import InteractionGraph
+from ._table import check_file, gc_paused, open_text
 
 
+@gc_paused
 def read_lightgcn_file(path: str | Path) -> Tensor:
-    """Edges ``[2, m]`` of one file. Raises ``ValueError`` naming file and line on bad input."""
-    path = Path(path)
-    users: list[int] = []
-    items: list[int] = []
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
+    """Edges ``[2, m]`` of one file (plain or ``.gz``). Raises ``FileNotFoundError`` for a
+    missing file and ``ValueError`` naming file and line on bad input.
+
+    The whole file is tokenised at once and the ids converted in one pass; a line ``u`` with
+    no items contributes no edge.
+    """
+    path = check_file(path)
+    with open_text(path) as f:
+        lines = f.read().splitlines()
+    tokens = [line.split() for line in lines]
+    counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    try:
+        ids = np.fromiter(map(int, chain.from_iterable(tokens)), dtype=np.int64, count=int(counts.sum()))
+    except ValueError:  # error path only: find the offending line
+        for lineno, parts in enumerate(tokens, 1):
             try:
-                ids = [int(p) for p in parts]
+                [int(p) for p in parts]
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: expected integer ids 'user item item ...', "
-                                 f"got {line.strip()[:80]!r}") from None
-            if min(ids) < 0:
-                raise ValueError(f"{path}:{lineno}: negative id in {line.strip()[:80]!r}")
-            users.extend([ids[0]] * (len(ids) - 1))
-            items.extend(ids[1:])
-    return torch.tensor([users, items], dtype=torch.long).view(2, -1)
+                                 f"got {lines[lineno - 1].strip()[:80]!r}") from None
+        raise
+    if ids.size and ids.min() < 0:
+        pos = int(np.flatnonzero(ids < 0)[0])
+        lineno = int(np.searchsorted(np.cumsum(counts), pos, side="right")) + 1
+        raise ValueError(f"{path}:{lineno}: negative id in {lines[lineno - 1].strip()[:80]!r}")
+    nonblank = counts > 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonblank]
+    per_line = counts[nonblank] - 1
+    users = np.repeat(ids[starts], per_line)
+    is_item = np.ones(ids.size, dtype=bool)
+    is_item[starts] = False
+    return torch.from_numpy(np.stack([users, ids[is_item]])).view(2, -1)
 
 
-def _read_id_list(path: Path) -> Optional[list[str]]:
-    if not path.exists():
+def _find(folder: Path, *names: str) -> Optional[Path]:
+    """First of ``names`` (or its ``.gz``) present in ``folder``."""
+    for n in names:
+        for cand in (folder / n, folder / f"{n}.gz"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _read_id_list(path: Optional[Path]) -> Optional[list[str]]:
+    if path is None:
         return None
     ids: dict[int, str] = {}
-    with open(path, "r", encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if lineno == 1 and parts[:1] == ["org_id"]:
@@ -54,17 +80,20 @@ def _read_id_list(path: Path) -> Optional[list[str]]:
 
 def load_lightgcn_txt(folder: str | Path, name: Optional[str] = None) -> InteractionGraph:
     """Load a LightGCN-format folder into an :class:`InteractionGraph` (duplicates in
-    ``train.txt`` are dropped; held-out edges that repeat a training edge are dropped too)."""
+    ``train.txt`` are dropped; held-out edges that repeat a training edge are dropped too).
+    Each file may be plain text or gzip (``train.txt.gz`` …)."""
     folder = Path(folder)
-    train_path = folder / "train.txt"
-    if not train_path.exists():
+    train_path = _find(folder, "train.txt")
+    if train_path is None:
         raise FileNotFoundError(f"{folder}: no train.txt (LightGCN text format)")
     train = read_lightgcn_file(train_path)
-    valid_path = next((folder / n for n in ("validation.txt", "valid.txt") if (folder / n).exists()), None)
-    valid = read_lightgcn_file(valid_path) if valid_path else torch.zeros(2, 0, dtype=torch.long)
-    test = read_lightgcn_file(folder / "test.txt") if (folder / "test.txt").exists() else torch.zeros(2, 0, dtype=torch.long)
-    user_ids = _read_id_list(folder / "user_list.txt")
-    item_ids = _read_id_list(folder / "item_list.txt")
+    valid_path = _find(folder, "validation.txt", "valid.txt")
+    test_path = _find(folder, "test.txt")
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    valid = read_lightgcn_file(valid_path) if valid_path else empty
+    test = read_lightgcn_file(test_path) if test_path else empty
+    user_ids = _read_id_list(_find(folder, "user_list.txt"))
+    item_ids = _read_id_list(_find(folder, "item_list.txt"))
     all_e = torch.cat([train, valid, test], 1)
     num_users = max(int(all_e[0].max()) + 1, len(user_ids or []))
     num_items = max(int(all_e[1].max()) + 1, len(item_ids or []))

@@ -1,0 +1,93 @@
+r"""Where deleted items land in the deleted user's ranking.
+
+For a deleted pair :math:`(u, i)` and a model with representations :math:`z`, the candidates
+are the items not in :math:`u`'s training set of the graph *after* deletion (so :math:`i` is a
+candidate, and so are :math:`u`'s other deleted items), and
+
+.. math::
+    \mathrm{rank}(u, i) = 1 + \big|\{\, j \in C_u \setminus \{i\} :
+        (\hat{y}_{uj}, -j) \succ (\hat{y}_{ui}, -i) \,\}\big|,
+
+with :math:`\hat{y}_{uj} = \langle z_u, z_j \rangle` and ties broken exactly like
+:func:`~graphforget.metrics.topk_items` (higher score first, then the smaller item id), so
+``rank <= K`` iff the item is in the user's served top-K list. The original model still ranks a
+memorised item near the top; a model that forgot the pair should rank it like a retrained one.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..data.graph import InteractionGraph
+from ..metrics import _csr_of, _order_key, _ragged_arange
+from ..models import RecModel
+from .utility import check_edges, representations
+
+
+@torch.no_grad()
+def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optional[Tensor] = None,
+               batch_size: int = 512) -> tuple[Tensor, Tensor]:
+    """Rank (1 = top) of ``edges[1]`` for ``edges[0]`` among the items not in ``exclude``, and
+    the number of candidates.
+
+    Args:
+        user_emb, item_emb: ``[U, d]`` and ``[I, d]`` representations.
+        edges: ``LongTensor [2, m]`` query pairs (CPU).
+        exclude: ``[2, e]`` pairs removed from each user's candidates; the query item itself is
+            always a candidate.
+        batch_size: query pairs scored per ``[b, I]`` block.
+
+    Returns:
+        ``(ranks, candidates)``, both ``LongTensor [m]`` on CPU.
+    """
+    num_users, num_items = user_emb.shape[0], item_emb.shape[0]
+    m = edges.shape[1]
+    dev = user_emb.device
+    ranks = torch.empty(m, dtype=torch.long)
+    cands = torch.empty(m, dtype=torch.long)
+    ptr, ex_items = _csr_of(exclude, num_users) if exclude is not None else (None, None)
+    for s in range(0, m, batch_size):
+        u, i = edges[0, s:s + batch_size], edges[1, s:s + batch_size]
+        b = u.numel()
+        key = _order_key(user_emb[u.to(dev)] @ item_emb.t())  # [b, I]
+        masked = torch.zeros(b, num_items, dtype=torch.bool, device=dev)
+        if ptr is not None:
+            cnt = ptr[u + 1] - ptr[u]
+            r = torch.repeat_interleave(torch.arange(b), cnt)
+            c = ex_items[torch.repeat_interleave(ptr[u], cnt) + _ragged_arange(cnt)]
+            masked[r.to(dev), c.to(dev)] = True
+        rows = torch.arange(b, device=dev)
+        masked[rows, i.to(dev)] = False
+        target = key[rows, i.to(dev)]
+        ranks[s:s + b] = (((key > target[:, None]) & ~masked).sum(1) + 1).cpu()
+        cands[s:s + b] = (num_items - masked.sum(1)).cpu()
+    return ranks, cands
+
+
+def deleted_item_ranks(model: RecModel, graph: InteractionGraph, deleted_edges,
+                       adj_graph: Optional[InteractionGraph] = None, batch_size: int = 512) -> Tensor:
+    """Rank of each deleted item for its user, ``LongTensor [m]`` (see the module docstring).
+
+    Args:
+        model: any recommender.
+        graph: the graph *after* deletion; its training items are the excluded candidates.
+        deleted_edges: ``[2, m]`` deleted ``(user, item)`` pairs.
+        adj_graph: graph the model propagates on (default ``graph``); pass the graph before
+            deletion for the original model, so that it is scored as it was served.
+    """
+    deleted = check_edges(deleted_edges, graph, "deleted_edges")
+    out = representations(model, adj_graph if adj_graph is not None else graph)
+    uemb, iemb = model.split(out)
+    return item_ranks(uemb, iemb, deleted, graph.train_edges, batch_size)[0]
+
+
+def rank_summary(ranks: Tensor, k: int = 20) -> dict:
+    """``{"n", "mean_rank", "median_rank", "in_top@k"}``: count, mean and (lower) median rank,
+    and the fraction of pairs with rank ``<= k``."""
+    r = torch.as_tensor(ranks).double().view(-1)
+    if r.numel() == 0:
+        raise ValueError("rank_summary: no ranks given")
+    return {"n": int(r.numel()), "mean_rank": float(r.mean()), "median_rank": float(r.median()),
+            f"in_top@{k}": float((r <= k).double().mean())}

@@ -1,0 +1,241 @@
+"""Command line: ``graphforget train | evaluate | datasets`` (more subcommands plug in).
+
+Only argument parsing and printing live here; every command calls the library
+(:func:`graphforget.data.registry.load_dataset`, :func:`graphforget.data.download.download`,
+:func:`graphforget.train.train`,
+:func:`graphforget.train.evaluate`, :func:`graphforget.train.load_checkpoint`).
+
+Other modules add subcommands through :data:`COMMAND_MODULES`: each listed module exposes
+``register(subparsers)``, which adds its parsers with ``parser.set_defaults(func=handler)``;
+``handler(args)`` returns an exit code (``None`` means 0).
+
+Bad input (``ValueError`` / ``FileNotFoundError`` from the library) prints
+``graphforget: error: <message>`` to stderr and exits with status 2, without a traceback.
+
+Examples::
+
+    graphforget datasets list
+    graphforget train --data ml100k --model lightgcn --epochs 50 --out runs/lgcn.pt
+    graphforget evaluate runs/lgcn.pt --data ml100k --ks 10 20
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+#: Modules adding subcommands: each has ``register(subparsers)`` setting ``func`` defaults.
+COMMAND_MODULES: list[str] = []
+
+
+# ---------------------------------------------------------------------------- helpers
+def _registry():
+    from .data import registry
+
+    return registry
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def _load_graph(args):
+    graph = _registry().load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
+    s = graph.stats()
+    print(f"dataset {s['name'] or args.data}: users={s['users']} items={s['items']} "
+          f"train={s['train']} valid={s['valid']} test={s['test']} density={s['density']:.6f} "
+          f"fingerprint={s['sha256']}")
+    return graph
+
+
+def _print_metrics(label: str, metrics: dict) -> None:
+    from .metrics import format_metrics
+
+    users = f"  (users={metrics['users']})" if "users" in metrics else ""
+    print(f"{label}: {format_metrics(metrics) or 'no held-out edges'}{users}")
+
+
+def _metric_name(args) -> str:
+    if args.metric is not None:
+        kind, _, k = args.metric.partition("@")
+        if kind not in ("recall", "precision", "ndcg", "hit") or not k.isdigit() or int(k) not in args.ks:
+            raise ValueError(f"--metric {args.metric!r}: expected recall|precision|ndcg|hit@K "
+                             f"with K among --ks {args.ks}")
+        return args.metric
+    return f"recall@{max(args.ks)}"
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_train(args) -> int:
+    from .models import build_model
+    from .train import TrainConfig, evaluate, file_sha256, train
+
+    device = _device(args.device)
+    graph = _load_graph(args)
+    model = build_model(args.model, graph.num_users, graph.num_items, dim=args.dim,
+                        layers=args.layers, seed=args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
+                         patience=args.patience if args.patience > 0 else None,
+                         metric=_metric_name(args), ks=tuple(args.ks), seed=args.seed,
+                         device=device, progress=not args.quiet and sys.stderr.isatty(),
+                         log_path=args.log)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model {args.model}: dim={args.dim} layers={model.num_layers} parameters={n_params}")
+    result = train(model, graph, config, checkpoint=args.out)
+    print(f"trained {result.epochs_run} epochs in {result.seconds:.1f}s "
+          f"({result.seconds_per_epoch:.2f}s/epoch); best epoch {result.best_epoch}")
+    model = result.model.to(device)
+    for split in ("valid", "test"):
+        if getattr(graph, f"{split}_edges").shape[1]:
+            _print_metrics(split, evaluate(model, graph, split, args.ks, device=device))
+    print(f"checkpoint {args.out} sha256={file_sha256(args.out)}")
+    if args.log:
+        print(f"log {args.log}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .train import evaluate, load_checkpoint
+
+    device = _device(args.device)
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint file")
+    graph = _load_graph(args)
+    model, payload = load_checkpoint(args.checkpoint, graph)
+    cfg = payload["model"]
+    print(f"checkpoint {args.checkpoint}: model {cfg['model']} dim={cfg['dim']} layers={cfg['layers']}")
+    if getattr(graph, f"{args.split}_edges").shape[1] == 0:
+        raise ValueError(f"dataset {args.data!r} has no {args.split} edges")
+    model.to(device)
+    _print_metrics(args.split, evaluate(model, graph, args.split, args.ks,
+                                        batch_size=args.batch_size, device=device))
+    return 0
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    # scalar columns only (a list such as download URLs does not fit a table row)
+    cols = [c for c in dict.fromkeys(k for r in rows for k in r)
+            if not any(isinstance(r.get(c), (list, tuple, dict)) for r in rows)]
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_datasets(args) -> int:
+    registry = _registry()
+    if args.action == "list":
+        _print_table(registry.list_datasets())
+    elif args.action == "stats":
+        for key, value in registry.dataset_stats(args.name, root=args.root).items():
+            print(f"{key}: {value}")
+    else:
+        from .data.download import download
+
+        path = download(args.name, root=args.root, url=args.url, force=args.force,
+                                 progress=not args.quiet)
+        print(f"{args.name}: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="registered dataset name or a path to a data folder/file")
+    p.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
+    p.add_argument("--seed", type=int, default=0, help="seed for splits and training (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--ks", type=_positive(int), nargs="+", default=[20], metavar="K",
+                   help="cut-offs of the ranking metrics (default 20)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphforget",
+        description="Train graph recommenders and make them forget interactions.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a recommender and write a checkpoint")
+    _data_args(p)
+    p.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default="lightgcn")
+    p.add_argument("--layers", type=int, default=3, help="propagation layers (default 3)")
+    p.add_argument("--dim", type=_positive(int), default=64, help="embedding size (default 64)")
+    p.add_argument("--epochs", type=_positive(int), default=100)
+    p.add_argument("--batch-size", type=_positive(int), default=2048)
+    p.add_argument("--lr", type=_positive(float), default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="λ of the batch L2 term (default 1e-4)")
+    p.add_argument("--loss", choices=["auto", "bpr", "bce"], default="auto",
+                   help="auto: BCE on labelled data, else BPR")
+    p.add_argument("--patience", type=int, default=10,
+                   help="evaluations without improvement before stopping; 0 disables (default 10)")
+    p.add_argument("--eval-every", type=_positive(int), default=1)
+    p.add_argument("--metric", default=None,
+                   help="validation metric for early stopping (default recall@max(ks))")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    p.add_argument("--log", default=None, metavar="JSONL", help="append one JSON line per epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
+    p.add_argument("checkpoint", metavar="CKPT")
+    _data_args(p)
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--batch-size", type=_positive(int), default=1024, help="users per ranking batch")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("datasets", help="list, describe or download datasets")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dsub.add_parser("list", help="registered datasets")
+    q = dsub.add_parser("stats", help="size and fingerprint of a dataset")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--root", default=None, metavar="DIR")
+    q = dsub.add_parser("download", help="fetch a dataset into the cache")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--root", default=None, metavar="DIR")
+    q.add_argument("--url", default=None, help="download from this URL instead")
+    q.add_argument("--force", action="store_true", help="download again even if cached")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_datasets)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (argparse usage errors exit with 2)."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"graphforget: error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if code is None else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

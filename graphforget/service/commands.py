@@ -1,0 +1,207 @@
+"""CLI subcommands of the deletion service: ``store import``, ``forget``, ``history``.
+
+Plugged into :mod:`graphforget.cli` through ``COMMAND_MODULES`` (``register(subparsers)``;
+handlers return an exit code, ``ValueError`` / ``FileNotFoundError`` become
+``graphforget: error: ...`` with exit status 2).
+
+Examples::
+
+    graphforget store import ../shared/data/ml100k --db store.sqlite \\
+        --model lightgcn --epochs 200 --checkpoint runs/model.pt
+    graphforget forget --db store.sqlite --checkpoint runs/model.pt --user 196 --request-id t-17
+    graphforget forget --db store.sqlite --checkpoint runs/model.pt --edges pairs.txt --method ifru
+    graphforget history --db store.sqlite [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+
+def _progress_bar(total: int, desc: str, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False)
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def _existing_db(path: str) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such store (create it with `graphforget store import`)")
+    return path
+
+
+# ---------------------------------------------------------------------------- handlers
+def cmd_store_import(args) -> int:
+    from ..data.registry import load_dataset
+    from .forgetter import Forgetter
+    from .store import InteractionStore
+
+    if args.model and not args.checkpoint:
+        raise ValueError("--model trains a model: give --checkpoint PATH to write it to")
+    bar = _progress_bar(4 if args.checkpoint else 2, "store import", args.quiet)
+    bar.set_postfix_str("load")
+    graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
+    bar.update()
+    bar.set_postfix_str("import")
+    with InteractionStore(args.db) as store:
+        stats = store.import_graph(graph, source=str(args.data))
+        current = store.to_graph()
+        counts = store.counts()
+    bar.update()
+    print(f"imported {args.data} into {args.db}: +{stats['users_added']} users, "
+          f"+{stats['items_added']} items, +{stats['rows_added']} rows "
+          f"({stats['rows_existing']} already present, {stats['rows_forgotten']} previously forgotten)")
+    print(f"store: users={counts['users']} items={counts['items']} train={counts['train']} "
+          f"valid={counts['valid']} test={counts['test']} forgotten={counts['deleted']} "
+          f"fingerprint={current.fingerprint()}")
+    if args.checkpoint:
+        if args.model:
+            from ..models import build_model
+            from ..train import TrainConfig, train
+
+            bar.set_postfix_str("train")
+            model = build_model(args.model, current.num_users, current.num_items, dim=args.dim,
+                                layers=args.layers, seed=args.seed)
+            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              weight_decay=args.weight_decay,
+                              patience=args.patience if args.patience > 0 else None,
+                              seed=args.seed, device=args.device, progress=False)
+            res = train(model, current, cfg, checkpoint=args.checkpoint)
+            print(f"trained {args.model} for {res.epochs_run} epochs in {res.seconds:.1f}s "
+                  f"(best valid metric {res.best_metric:.4f} at epoch {res.best_epoch})")
+        bar.update()
+        bar.set_postfix_str("bind")
+        with Forgetter(args.db, args.checkpoint, method="ifru", fallback=None, audit=None) as f:
+            print(f"bound checkpoint {f.current['name']} sha256={f.current['sha256']} "
+                  f"(graph {f.current['fingerprint']})")
+        bar.update()
+    bar.close()
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from .forgetter import Forgetter, audit_figures, read_edges_file
+
+    _existing_db(args.db)
+    edges = read_edges_file(args.edges) if args.edges else None  # malformed file: nothing opened
+    phases = ["validate", "audit", "unlearn", "audit", "checkpoint", "commit"]
+    bar = _progress_bar(len(phases), "forget", args.quiet)
+
+    def step(phase: str) -> None:
+        bar.set_postfix_str(phase)
+        bar.update()
+
+    fallback = None if args.fallback.lower() == "none" else args.fallback
+    with Forgetter(args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
+                   fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
+                   device=args.device, progress=step) as f:
+        if args.user is not None:
+            res = f.forget_user(args.user, request_id=args.request_id)
+        elif args.item is not None:
+            res = f.forget_item(args.item, request_id=args.request_id)
+        else:
+            res = f.forget(edges, request_id=args.request_id)
+    bar.close()
+    if args.json:
+        print(json.dumps({k: v for k, v in res.__dict__.items()}, indent=2, default=str))
+        return 0
+    print(res.summary())
+    for label, fig in (("before", res.audit_before), ("after", res.audit_after)):
+        if fig:
+            util = fig.get("utility", {}).get("overall", {})
+            ranks = fig.get("deleted_ranks", {})
+            parts = [f"{k}={v:.4f}" for k, v in util.items() if "@" in k or k == "auc"
+                     if isinstance(v, float)]
+            parts += [f"deleted mean_rank={ranks['mean_rank']:.1f}"] if "mean_rank" in ranks else []
+            print(f"  audit {label}: {'  '.join(parts)}")
+    return 0
+
+
+def cmd_history(args) -> int:
+    from .ledger import Ledger
+    from .store import InteractionStore
+
+    _existing_db(args.db)
+    with InteractionStore(args.db) as store:
+        ledger = Ledger(store.conn)
+        entries = ledger.history(args.request_id)
+        if args.json:
+            print(json.dumps([e.to_dict() for e in entries], indent=2, sort_keys=True))
+            return 0
+        counts = store.counts()
+        ptr = store.current_checkpoint()
+    for e in entries:
+        print(e.summary())
+    applied = [e for e in entries if e.status == "applied" and e.kind in ("edges", "user", "item")]
+    print(f"{len(entries)} ledger rows; {len(applied)} forget requests applied, "
+          f"{sum(e.num_edges for e in applied)} training interactions forgotten; store now "
+          f"train={counts['train']} valid={counts['valid']} test={counts['test']}")
+    if ptr:
+        print(f"current checkpoint {ptr['name']} sha256={ptr['sha256']} graph={ptr['fingerprint']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parsers
+def register(subparsers) -> None:
+    """Add ``store``, ``forget`` and ``history`` to the ``graphforget`` command line."""
+    p = subparsers.add_parser("store", help="the deletion service's interaction store")
+    ssub = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
+    q = ssub.add_parser("import", help="import a dataset (and bind or train a model)")
+    q.add_argument("data", metavar="DATA", help="registered dataset name or a path")
+    q.add_argument("--db", required=True, metavar="SQLITE", help="store file (created if absent)")
+    q.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
+    q.add_argument("--checkpoint", default=None, metavar="CKPT",
+                   help="checkpoint to bind (trained on DATA), or to write with --model")
+    q.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default=None,
+                   help="train this model on the imported data and write it to --checkpoint")
+    q.add_argument("--dim", type=int, default=64)
+    q.add_argument("--layers", type=int, default=3)
+    q.add_argument("--epochs", type=int, default=100)
+    q.add_argument("--batch-size", type=int, default=2048)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--weight-decay", type=float, default=1e-4)
+    q.add_argument("--patience", type=int, default=10, help="0 disables early stopping")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_store_import)
+
+    p = subparsers.add_parser("forget", help="forget interactions (atomic, logged in the ledger)")
+    p.add_argument("--db", required=True, metavar="SQLITE")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="base checkpoint of the series")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="RAW_ID", help="forget every interaction of this user")
+    who.add_argument("--item", metavar="RAW_ID", help="forget every interaction with this item")
+    who.add_argument("--edges", metavar="FILE", help="text file, one 'user item' pair per line")
+    p.add_argument("--method", default="ifru", help="unlearning method (default ifru)")
+    p.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
+                   help="method option (JSON value), repeatable")
+    p.add_argument("--fallback", default="finetune",
+                   help="method used when --method fails numerically, or 'none' (default finetune)")
+    p.add_argument("--request-id", default=None, metavar="ID",
+                   help="idempotency key: a request id already applied is not applied again")
+    p.add_argument("--ks", type=int, nargs="+", default=[20], metavar="K")
+    p.add_argument("--no-audit", action="store_true", help="record no audit figures")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_forget)
+
+    p = subparsers.add_parser("history", help="the ledger of a store")
+    p.add_argument("--db", required=True, metavar="SQLITE")
+    p.add_argument("--request-id", default=None, metavar="ID", help="only this request")
+    p.add_argument("--json", action="store_true", help="export the ledger as JSON")
+    p.set_defaults(func=cmd_history)

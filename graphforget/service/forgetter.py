@@ -1,0 +1,684 @@
+r"""The deletion service: apply forget requests atomically to the store, the model and the ledger.
+
+A :class:`Forgetter` binds an :class:`~graphforget.service.InteractionStore` (SQLite file) to a
+*checkpoint series*: the base checkpoint ``dir/NAME.pt`` you trained, then one versioned file
+per applied request, ``dir/NAME.r-<request id>.pt`` (``NAME.h-<sha256>.pt`` for request ids
+that are not file-name safe). The store's ``meta`` table holds the *current checkpoint* pointer
+(file name, sha256, graph fingerprint).
+
+Request protocol (one request at a time per series: an exclusive ``flock`` on
+``dir/NAME.pt.lock`` serialises processes; SIGKILL releases it):
+
+1. **Replay.** A request id already ``applied`` in the ledger returns the recorded result and
+   changes nothing (if the same id comes with a *different* request: ``ValueError``).
+2. **Validate**, before anything is computed or written: a malformed request or edges file,
+   an empty request, unknown raw user / item ids, duplicate pairs inside the request, pairs
+   already forgotten (by any earlier request — this is an **error**, not a silent no-op: the
+   message names the pairs and the request ids that forgot them; use the request id to retry
+   safely) and pairs that are not training interactions all raise ``ValueError`` naming the
+   offending raw ids. Nothing changes.
+3. **Compute** the unlearned model in memory (``Unlearner.unlearn`` copies the model). The
+   result is refused if a parameter is non-finite, if ``report.converged is False`` or if the
+   method raises a numerical error (``ArithmeticError``, ``torch.linalg.LinAlgError``); then the
+   ``fallback`` method (fine-tuning by default) is tried, and if it fails too, a ``failed``
+   ledger row is appended and :class:`UnlearningFailed` is raised: store, model and checkpoint
+   are untouched and no NaN checkpoint is ever written.
+4. **Write** the new checkpoint to a temp file, ``fsync``, rename to its versioned name, fsync
+   the directory (:func:`~graphforget.train.save_checkpoint`).
+5. **Commit**, in ONE SQLite transaction: delete the pairs' rows from every split and add their
+   tombstones, append the ``applied`` ledger row (with the checkpoint's sha256), move the
+   current-checkpoint pointer. A failure here rolls back and removes the new file.
+6. **Clean up**: the previous versioned checkpoint is deleted (it still encodes the forgotten
+   data) unless ``keep_history=True``. The *base* checkpoint is never deleted by the service:
+   archive or remove it yourself once requests have been applied.
+
+A crash (even SIGKILL) at any point leaves either the old state (pointer, tombstones and ledger
+unchanged; maybe an orphan checkpoint file) or the new state (all three updated). On start-up
+:meth:`Forgetter.reconcile` removes orphan files of the series (versioned files other than the
+current one, and temp files), then verifies the current checkpoint's sha256 and its graph
+fingerprint against the store, loading it with ``weights_only=True``; a checkpoint that does not
+match the store is refused with ``ValueError``.
+
+Whole users / items: :meth:`Forgetter.forget_user` / :meth:`forget_item` forget every training
+interaction of the user (item) and also purge their validation / test rows; the node keeps its
+internal id and becomes isolated, so in LightGCN it no longer influences anyone's
+representation (its row and column of :math:`\hat{A}` are zero).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields as dc_fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data.graph import InteractionGraph, edge_keys
+from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from ..unlearn import Unlearner, get_unlearner
+from .ledger import Ledger, LedgerEntry, jsonable
+from .store import InteractionStore
+
+AuditFn = Callable[..., dict]
+
+
+class UnlearningFailed(RuntimeError):
+    """The unlearning method (and its fallback) failed numerically; nothing was changed."""
+
+
+def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor] = None,
+                  adj_graph: Optional[InteractionGraph] = None, ks: Sequence[int] = (20,)) -> dict:
+    """Audit figures recorded in the ledger before and after a request.
+
+    ``utility``: :func:`graphforget.audit.utility_report` (overall and on the test rows of the
+    deletion's users / items) of ``model`` served on ``adj_graph`` (default ``graph``);
+    ``deleted_ranks``: :func:`~graphforget.audit.rank_summary` of the deleted items' ranks for
+    their users among the candidates of ``graph`` (the graph after deletion). Without deleted
+    edges (a retrain) only the overall utility.
+    """
+    from ..audit.forgetting import deleted_item_ranks, rank_summary
+    from ..audit.utility import utility, utility_report
+
+    serve = adj_graph if adj_graph is not None else graph
+    if deleted_edges is None or deleted_edges.shape[1] == 0:
+        return {"utility": {"overall": utility(model, serve, ks)}}
+    ranks = deleted_item_ranks(model, graph, deleted_edges, adj_graph=adj_graph)
+    return {"utility": utility_report(model, serve, deleted_edges, ks),
+            "deleted_ranks": rank_summary(ranks, k=max(ks))}
+
+
+@dataclass
+class ForgetResult:
+    """Outcome of a request (rebuilt from the ledger when a request id is replayed)."""
+
+    request_id: str
+    kind: str
+    status: str
+    num_edges: int
+    num_heldout: int
+    method: Optional[str]
+    checkpoint: Optional[str]
+    checkpoint_sha256: Optional[str]
+    graph_fingerprint: Optional[str]
+    report: dict = field(default_factory=dict)
+    audit_before: Optional[dict] = None
+    audit_after: Optional[dict] = None
+    replayed: bool = False
+
+    @classmethod
+    def from_entry(cls, e: LedgerEntry, replayed: bool) -> "ForgetResult":
+        names = {f.name for f in dc_fields(cls)} - {"replayed"}
+        d = {k: getattr(e, k) for k in names}
+        d["report"] = d["report"] or {}
+        return cls(**d, replayed=replayed)
+
+    def summary(self) -> str:
+        rep = self.report or {}
+        s = (f"{'replayed' if self.replayed else self.status} {self.request_id}: forgot "
+             f"{self.num_edges} training interactions")
+        if self.num_heldout:
+            s += f" (+{self.num_heldout} held-out)"
+        s += f" with {self.method}"
+        if rep.get("seconds_total") is not None:
+            s += f" in {rep['seconds_total']:.3f}s"
+        return s + f"; checkpoint {self.checkpoint} sha256={self.checkpoint_sha256}"
+
+
+# ---------------------------------------------------------------------- request parsing
+def _raw_id(x: Any) -> Optional[str]:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, str):
+        return x if x.strip() == x and x else None
+    if isinstance(x, int) or (hasattr(x, "dtype") and getattr(x, "ndim", 1) == 0
+                              and str(x.dtype).startswith(("int", "uint", "torch.int"))):
+        return str(int(x))
+    return None
+
+
+def normalise_pairs(edges_raw: Iterable) -> list[tuple[str, str]]:
+    """``[(raw_user, raw_item), ...]`` as strings; ``ValueError`` naming malformed entries."""
+    if isinstance(edges_raw, (str, bytes)) or not hasattr(edges_raw, "__iter__"):
+        raise ValueError(f"edges must be a list of (user, item) pairs, got {type(edges_raw).__name__}")
+    out, bad = [], []
+    for k, p in enumerate(edges_raw):
+        if isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2:
+            bad.append((k, p))
+            continue
+        u, i = _raw_id(p[0]), _raw_id(p[1])
+        if u is None or i is None:
+            bad.append((k, p))
+            continue
+        out.append((u, i))
+    if bad:
+        raise ValueError(f"malformed edges ({len(bad)}; expected (user, item) pairs of str/int "
+                         f"ids): {[f'#{k}: {p!r}' for k, p in bad[:10]]}")
+    return out
+
+
+def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Raw ``(user, item)`` pairs from a text file: one pair per line separated by whitespace,
+    a comma or a tab; blank lines and ``#`` comments skipped. Raises ``ValueError`` naming every
+    malformed line (first 10) and on a file with no pairs."""
+    path = Path(path)
+    pairs, bad = [], []
+    with open(path, "r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            parts = [p for p in re.split(r"[,\s]+", text) if p]
+            if len(parts) != 2:
+                bad.append(f"{path}:{lineno}: {line.strip()[:80]!r}")
+                continue
+            pairs.append((parts[0], parts[1]))
+    if bad:
+        raise ValueError(f"malformed edges file, expected 'user item' per line ({len(bad)} bad "
+                         f"lines): {bad[:10]}")
+    if not pairs:
+        raise ValueError(f"{path}: no (user, item) pairs")
+    return pairs
+
+
+def new_request_id(prefix: str = "req") -> str:
+    return f"{prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def _digest(kind: str, request: Any) -> str:
+    return hashlib.sha256(json.dumps({"kind": kind, "request": request}, sort_keys=True).encode()).hexdigest()
+
+
+def _keys_in(edges: Tensor, reference: Tensor, num_items: int) -> Tensor:
+    """Bool ``[m]``: which pairs of ``edges`` occur in ``reference``."""
+    if reference.shape[1] == 0 or edges.shape[1] == 0:
+        return torch.zeros(edges.shape[1], dtype=torch.bool)
+    return torch.isin(edge_keys(edges, num_items), edge_keys(reference, num_items))
+
+
+def _finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- the service
+class Forgetter:
+    """Forget interactions by raw id, atomically across store, model checkpoint and ledger.
+
+    Args:
+        db_path: the store's SQLite file (data imported with
+            :meth:`InteractionStore.import_graph` or ``graphforget store import``).
+        checkpoint_path: the base checkpoint of the series, trained on the store's graph; it is
+            bound to the store on first use (a checkpoint of another graph is refused).
+        method: unlearning method name for :func:`graphforget.unlearn.get_unlearner`, or an
+            :class:`~graphforget.unlearn.Unlearner` instance.
+        options: keyword options of the method.
+        fallback: method name or instance tried when ``method`` fails numerically; ``None`` to
+            fail cleanly instead.
+        fallback_options: keyword options of the fallback.
+        unlearner: an :class:`Unlearner` instance that takes precedence over ``method``.
+        audit: ``fn(model, graph_after, deleted_edges, adj_graph=graph_before) -> dict`` whose
+            figures go to the ledger (default :func:`audit_figures`); ``None`` records none.
+        ks: cut-offs for the default audit.
+        device: where the model lives while unlearning.
+        keep_history: keep superseded versioned checkpoints (they still encode forgotten data).
+        progress: optional ``fn(phase)`` called at each phase of a request.
+
+    Example::
+
+        f = Forgetter("store.sqlite", "model.pt", method="ifru", fallback="finetune")
+        f.forget([("196", "242")], request_id="ticket-17")
+        f.forget_user("186")
+        f.history()[-1].summary()
+    """
+
+    def __init__(self, db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
+                 method: str | Unlearner = "ifru", options: Optional[dict] = None,
+                 fallback: str | Unlearner | None = "finetune", fallback_options: Optional[dict] = None,
+                 unlearner: Optional[Unlearner] = None, audit: Optional[AuditFn] = audit_figures,
+                 ks: Sequence[int] = (20,), device: str = "cpu", keep_history: bool = False,
+                 progress: Optional[Callable[[str], None]] = None) -> None:
+        self.store = InteractionStore(db_path)
+        self.ledger = Ledger(self.store.conn)
+        self.checkpoint_path = Path(checkpoint_path)
+        self.dir = self.checkpoint_path.parent
+        self.stem, self.suffix = self.checkpoint_path.stem, self.checkpoint_path.suffix or ".pt"
+        if unlearner is None:
+            unlearner = method if isinstance(method, Unlearner) else get_unlearner(method, **(options or {}))
+        self.unlearner = unlearner
+        if fallback is None or isinstance(fallback, Unlearner):
+            self.fallback = fallback
+        else:
+            self.fallback = get_unlearner(fallback, **(fallback_options or {}))
+        self.audit_fn = audit
+        self.ks = tuple(ks)
+        self.device = device
+        self.keep_history = keep_history
+        self.progress = progress
+        self._lock_fd: Optional[int] = None
+        self._lock_depth = 0
+        self.graph: InteractionGraph
+        self.model = None
+        self.payload: dict = {}
+        self.current: dict = {}
+        if self.store.is_empty():
+            raise ValueError(f"{db_path}: the store holds no data; import a data set first")
+        self.reconcile()
+
+    # ------------------------------------------------------------------ files and locks
+    @contextmanager
+    def _locked(self):
+        """Exclusive lock on the checkpoint series across processes (re-entrant here)."""
+        if self._lock_depth == 0:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / f"{self.checkpoint_path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def version_name(self, request_id: str) -> str:
+        """File name of the checkpoint written by ``request_id``."""
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,80}", request_id):
+            return f"{self.stem}.r-{request_id}{self.suffix}"
+        return f"{self.stem}.h-{hashlib.sha256(request_id.encode()).hexdigest()[:24]}{self.suffix}"
+
+    def _managed_files(self) -> list[Path]:
+        """Versioned checkpoints of this series and temp files of interrupted writes."""
+        import glob
+
+        stem = glob.escape(self.stem)
+        pats = [f"{stem}.r-*{glob.escape(self.suffix)}", f"{stem}.h-*{glob.escape(self.suffix)}",
+                f"{stem}.[rh]-*{glob.escape(self.suffix)}.*.tmp"]
+        found = {Path(p) for pat in pats for p in glob.glob(str(self.dir / pat))}
+        return sorted(found)
+
+    def _remove_orphans(self) -> list[str]:
+        keep = {self.current.get("name")}
+        if self.keep_history:
+            keep |= self.ledger.checkpoints()
+        removed = []
+        for p in self._managed_files():
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+        return removed
+
+    def _phase(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress(name)
+
+    # ------------------------------------------------------------------ start-up
+    def reconcile(self) -> dict:
+        """Bring files in line with the store after a crash (see the module docstring).
+
+        Binds the base checkpoint on first use, removes orphan checkpoint / temp files, checks
+        the current checkpoint's sha256 and graph fingerprint, and loads it. Raises
+        ``ValueError`` if the checkpoint is missing, modified or of another graph.
+        """
+        with self._locked():
+            graph = self.store.to_graph()
+            series = self.checkpoint_path.name
+            bound = self.store.get_meta("checkpoint_series")
+            if bound is not None and bound != series:
+                raise ValueError(f"store {self.store.path} is bound to checkpoint series {bound!r}, "
+                                 f"not {series!r}")
+            ptr = self.store.current_checkpoint()
+            if ptr is None:
+                ptr = self._bind(graph)
+            path = self.dir / ptr["name"]
+            if not path.exists():
+                raise ValueError(f"current checkpoint {path} is missing")
+            sha = file_sha256(path)
+            if sha != ptr["sha256"]:
+                raise ValueError(f"checkpoint {path} has sha256 {sha}, the store recorded "
+                                 f"{ptr['sha256']}: refusing a modified checkpoint")
+            if ptr["fingerprint"] != graph.fingerprint():
+                raise ValueError(f"checkpoint {path} is for graph {ptr['fingerprint']}, the store "
+                                 f"holds graph {graph.fingerprint()}: retrain or re-bind")
+            model, payload = load_checkpoint(path, graph)  # weights_only, fingerprint check
+            self.graph, self.model, self.payload = graph, model.to(self.device), payload
+            self.current = dict(ptr)
+            removed = self._remove_orphans()
+        return {"checkpoint": ptr["name"], "sha256": ptr["sha256"],
+                "fingerprint": ptr["fingerprint"], "removed": removed}
+
+    def _bind(self, graph: InteractionGraph) -> dict:
+        path = self.checkpoint_path
+        if not path.exists():
+            raise FileNotFoundError(f"base checkpoint {path} does not exist")
+        load_checkpoint(path, graph)  # refuses a checkpoint of another graph
+        sha = file_sha256(path)
+        ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
+        rid = f"bind-{sha}"
+        with self.store.transaction() as c:
+            if self.store.current_checkpoint() is not None:
+                raise RuntimeError("another process bound a checkpoint concurrently; retry")
+            self.store.set_meta(c, "checkpoint_series", path.name)
+            self.store.set_current_checkpoint(c, ptr["name"], sha, ptr["fingerprint"])
+            self.ledger.append(c, LedgerEntry(
+                request_id=rid, time=time.time(), kind="bind", status="applied",
+                request={"checkpoint": path.name}, request_digest=_digest("bind", path.name),
+                checkpoint=path.name, checkpoint_sha256=sha, graph_fingerprint=ptr["fingerprint"]))
+        return ptr
+
+    def _refresh(self) -> None:
+        """Reload if another process moved the pointer since we loaded."""
+        if self.store.current_checkpoint() != self.current:
+            self.reconcile()
+
+    # ------------------------------------------------------------------ requests
+    def forget(self, edges_raw: Iterable, request_id: Optional[str] = None) -> ForgetResult:
+        """Forget training interactions given as raw ``(user, item)`` id pairs."""
+        pairs = normalise_pairs(edges_raw)
+        canonical = sorted(set(pairs)) if len(set(pairs)) == len(pairs) else pairs
+        return self._submit("edges", [list(p) for p in canonical], request_id,
+                            lambda: self._resolve_edges(pairs))
+
+    def forget_user(self, raw_user_id, request_id: Optional[str] = None) -> ForgetResult:
+        """Forget every interaction of a user (training ones unlearned, held-out ones purged)."""
+        raw = self._single_id(raw_user_id, "user")
+        return self._submit("user", raw, request_id, lambda: self._resolve_node(raw, "user"))
+
+    def forget_item(self, raw_item_id, request_id: Optional[str] = None) -> ForgetResult:
+        """Forget every interaction with an item (training ones unlearned, held-out purged)."""
+        raw = self._single_id(raw_item_id, "item")
+        return self._submit("item", raw, request_id, lambda: self._resolve_node(raw, "item"))
+
+    @staticmethod
+    def _single_id(x, what: str) -> str:
+        raw = _raw_id(x)
+        if raw is None:
+            raise ValueError(f"malformed {what} id {x!r}: expected a str or int raw id")
+        return raw
+
+    def _submit(self, kind: str, request: Any, request_id: Optional[str], resolve) -> ForgetResult:
+        rid = new_request_id() if request_id is None else request_id
+        if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
+            raise ValueError(f"request id must be a non-empty string of at most 200 characters, got {rid!r}")
+        digest = _digest(kind, request)
+        with self._locked():
+            self._refresh()
+            prior = self.ledger.applied(rid)
+            if prior is not None:
+                if prior.request_digest != digest:
+                    raise ValueError(f"request id {rid!r} was already used for a different request "
+                                     f"({prior.kind}: {json.dumps(prior.request)[:200]})")
+                return ForgetResult.from_entry(prior, replayed=True)
+            self._phase("validate")
+            edges, heldout = resolve()
+            return self._apply(kind, request, rid, digest, edges, heldout)
+
+    def _raw_pairs(self, edges: Tensor) -> list[tuple[str, str]]:
+        return list(zip(self.store.raw_users(edges[0].tolist()), self.store.raw_items(edges[1].tolist())))
+
+    def _resolve_edges(self, pairs: list[tuple[str, str]]) -> tuple[Tensor, Tensor]:
+        if not pairs:
+            raise ValueError("empty forget request: no (user, item) pairs given")
+        errors = []
+        u = i = None
+        try:
+            u = self.store.lookup_users([p[0] for p in pairs])
+        except ValueError as exc:
+            errors.append(str(exc))
+        try:
+            i = self.store.lookup_items([p[1] for p in pairs])
+        except ValueError as exc:
+            errors.append(str(exc))
+        if errors:
+            raise ValueError("; ".join(errors))
+        g = self.graph
+        e = torch.stack([u, i])
+        keys = edge_keys(e, g.num_items)
+        uniq, inv, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+        dup = counts[inv] > 1
+        if bool(dup.any()):
+            raise ValueError(f"duplicate pairs in request: {sorted(set(p for p, d in zip(pairs, dup.tolist()) if d))[:10]}")
+        gone = self.store.deleted_by(e)
+        if any(r is not None for r in gone):
+            named = [(p, r) for p, r in zip(pairs, gone) if r is not None]
+            raise ValueError(f"{len(named)} pairs are already forgotten (pair, by request): {named[:10]}")
+        hit = _keys_in(e, g.train_edges, g.num_items)
+        if not bool(hit.all()):
+            missing = [p for p, h in zip(pairs, hit.tolist()) if not h]
+            raise ValueError(f"{len(missing)} pairs are not training interactions: {missing[:10]}")
+        held = torch.cat([g.valid_edges, g.test_edges], 1)
+        return e, e[:, _keys_in(e, held, g.num_items)]
+
+    def _resolve_node(self, raw: str, what: str) -> tuple[Tensor, Tensor]:
+        g = self.graph
+        lookup = self.store.lookup_users if what == "user" else self.store.lookup_items
+        node = lookup([raw])
+        row = 0 if what == "user" else 1
+        edges = g.train_edges[:, g.train_edges[row] == node[0]]
+        if edges.shape[1] == 0:
+            by = self.store.deleted_of(**{f"{what}s": node})
+            detail = f"; forgotten by requests {sorted(by)[:10]}" if by else ""
+            raise ValueError(f"{what} {raw!r} has no training interactions left{detail}")
+        held = torch.cat([g.valid_edges, g.test_edges], 1)
+        held = held[:, held[row] == node[0]]
+        keys = torch.unique(edge_keys(held, g.num_items))
+        return edges, torch.stack([keys // g.num_items, keys % g.num_items])
+
+    # ------------------------------------------------------------------ the transaction
+    def _audit(self, model, graph_after, edges, adj_graph=None) -> Optional[dict]:
+        if self.audit_fn is None:
+            return None
+        return jsonable(self.audit_fn(model, graph_after, edges, adj_graph=adj_graph))
+
+    def _describe(self, unlearner: Unlearner) -> tuple[str, dict]:
+        return unlearner.name, {"seed": getattr(unlearner, "seed", None), **getattr(unlearner, "options", {})}
+
+    def _run_unlearning(self, edges: Tensor, expected: InteractionGraph):
+        """The first acceptable result of method, then fallback; else ``UnlearningFailed``."""
+        failures = []
+        for unlearner in [self.unlearner] + ([self.fallback] if self.fallback is not None else []):
+            name = unlearner.name
+            try:
+                res = unlearner.unlearn(self.model, self.graph, edges)
+            except (ArithmeticError, torch.linalg.LinAlgError) as exc:
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            if res.graph.fingerprint() != expected.fingerprint():
+                raise RuntimeError(f"{name} returned a graph {res.graph.fingerprint()} that is not "
+                                   f"the store's graph minus the request ({expected.fingerprint()})")
+            if not _finite(res.model):
+                failures.append(f"{name}: non-finite parameters")
+                continue
+            if res.report.converged is False:
+                failures.append(f"{name}: solver did not converge (residual "
+                                f"{res.report.solver_residual:.3g} after {res.report.solver_iterations} iterations)")
+                continue
+            return res, unlearner, failures
+        raise UnlearningFailed("unlearning failed, the model is unchanged: " + "; ".join(failures))
+
+    def _without_heldout(self, graph: InteractionGraph, heldout: Tensor) -> InteractionGraph:
+        if heldout.shape[1] == 0:
+            return graph
+
+        def keep(e: Tensor, lab: Optional[Tensor]):
+            m = ~_keys_in(e, heldout, graph.num_items)
+            return e[:, m], (None if lab is None else lab[m])
+
+        va, val = keep(graph.valid_edges, graph.valid_labels)
+        te, tel = keep(graph.test_edges, graph.test_labels)
+        return InteractionGraph(graph.num_users, graph.num_items, graph.train_edges, va, te,
+                                train_labels=graph.train_labels, valid_labels=val, test_labels=tel,
+                                train_timestamps=graph.train_timestamps, user_ids=graph.user_ids,
+                                item_ids=graph.item_ids, name=graph.name,
+                                _adjacency=graph.adjacency, _check=False)
+
+    def _apply(self, kind: str, request: Any, rid: str, digest: str, edges: Tensor,
+               heldout: Tensor) -> ForgetResult:
+        old_graph = self.graph
+        expected = old_graph.remove_edges(edges)
+        self._phase("audit")
+        before = self._audit(self.model, expected, edges, adj_graph=old_graph)
+        self._phase("unlearn")
+        try:
+            res, used, failures = self._run_unlearning(edges, expected)
+        except UnlearningFailed as exc:
+            name, opts = self._describe(self.unlearner)
+            with self.store.transaction() as c:
+                self.ledger.append(c, LedgerEntry(
+                    request_id=rid, time=time.time(), kind=kind, status="failed", request=request,
+                    request_digest=digest, num_edges=int(edges.shape[1]), method=name, options=opts,
+                    parent_sha256=self.current["sha256"], error=str(exc)))
+            raise
+        new_graph = self._without_heldout(res.graph, heldout)
+        self._phase("audit")
+        after = self._audit(res.model, new_graph, edges)
+        report = res.report.to_dict()
+        if failures:
+            report["service_notes"] = [f"fallback used after: {f}" for f in failures]
+        report = jsonable(report)  # as stored, so a replay returns the same values
+        name, opts = self._describe(used)
+        ckpt = self.version_name(rid)
+        path = self.dir / ckpt
+        self._phase("checkpoint")
+        sha = save_checkpoint(path, res.model, new_graph, self.payload.get("train_config"),
+                              {"request_id": rid, "parent_sha256": self.current["sha256"]})
+        self._phase("commit")
+        pairs = torch.cat([edges, heldout], 1)
+        keys = torch.unique(edge_keys(pairs, old_graph.num_items))
+        pairs = torch.stack([keys // old_graph.num_items, keys % old_graph.num_items])
+        entry = LedgerEntry(
+            request_id=rid, time=time.time(), kind=kind, status="applied", request=request,
+            request_digest=digest, num_edges=int(edges.shape[1]),
+            num_heldout=int(pairs.shape[1] - edges.shape[1]), method=name, options=opts,
+            report=report, audit_before=before, audit_after=after, checkpoint=ckpt,
+            checkpoint_sha256=sha, graph_fingerprint=new_graph.fingerprint(),
+            parent_sha256=self.current["sha256"])
+        try:
+            with self.store.transaction() as c:
+                if self.store.current_checkpoint() != self.current:
+                    raise RuntimeError("the store's checkpoint pointer moved during the request; retry")
+                self.store.mark_deleted(c, pairs, rid, entry.time)
+                entry.seq = self.ledger.append(c, entry)
+                self.store.set_current_checkpoint(c, ckpt, sha, entry.graph_fingerprint)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self.graph, self.model = new_graph, res.model
+        self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
+        self._remove_orphans()
+        return ForgetResult.from_entry(entry, replayed=False)
+
+    # ------------------------------------------------------------------ retrain, history, audit
+    def retrain(self, config=None, seed: Optional[int] = None) -> ForgetResult:
+        """Retrain from scratch on the store's current interactions (periodic full refresh).
+
+        ``config``: a :class:`~graphforget.train.TrainConfig` or a dict of overrides of the
+        training config stored in the current checkpoint. The new model goes through the same
+        checkpoint + single-transaction commit as a forget request (ledger kind ``retrain``).
+        """
+        from ..models import build_model
+        from ..train import TrainConfig, train
+
+        with self._locked():
+            self._refresh()
+            known = {f.name for f in dc_fields(TrainConfig)}
+            base = {k: v for k, v in (self.payload.get("train_config") or {}).items() if k in known}
+            base.setdefault("progress", False)
+            if isinstance(config, TrainConfig):
+                cfg = config
+            else:
+                unknown = set(config or {}) - known
+                if unknown:
+                    raise ValueError(f"unknown training options {sorted(unknown)}")
+                cfg = TrainConfig(**{**base, **(config or {})})
+            if seed is not None:
+                cfg = TrainConfig(**{**cfg.to_dict(), "seed": seed})
+            cfg = TrainConfig(**{**cfg.to_dict(), "device": self.device})
+            m = dict(self.payload["model"])
+            graph = self.graph
+            self._phase("train")
+            model = build_model(m.pop("model"), m.pop("num_users"), m.pop("num_items"),
+                                dim=m.pop("dim"), layers=m.pop("layers"), seed=cfg.seed)
+            t0 = time.perf_counter()
+            result = train(model, graph, cfg)
+            seconds = time.perf_counter() - t0
+            model = result.model.cpu()
+            if not _finite(model):
+                raise UnlearningFailed("retraining produced non-finite parameters; the model is unchanged")
+            self._phase("audit")
+            after = self._audit(model, graph, None)
+            rid = new_request_id("retrain")
+            ckpt = self.version_name(rid)
+            path = self.dir / ckpt
+            self._phase("checkpoint")
+            sha = save_checkpoint(path, model, graph, cfg.to_dict(),
+                                  {"request_id": rid, "parent_sha256": self.current["sha256"]})
+            self._phase("commit")
+            entry = LedgerEntry(
+                request_id=rid, time=time.time(), kind="retrain", status="applied",
+                request={"config": cfg.to_dict()}, request_digest=_digest("retrain", rid),
+                method="retrain", options=cfg.to_dict(),
+                report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
+                                 "best_epoch": result.best_epoch, "best_metric": result.best_metric}),
+                audit_after=after, checkpoint=ckpt, checkpoint_sha256=sha,
+                graph_fingerprint=graph.fingerprint(), parent_sha256=self.current["sha256"])
+            try:
+                with self.store.transaction() as c:
+                    if self.store.current_checkpoint() != self.current:
+                        raise RuntimeError("the store's checkpoint pointer moved during retraining; retry")
+                    entry.seq = self.ledger.append(c, entry)
+                    self.store.set_current_checkpoint(c, ckpt, sha, entry.graph_fingerprint)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            self.model = model.to(self.device)
+            self.payload = {**self.payload, "train_config": cfg.to_dict()}
+            self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
+            self._remove_orphans()
+        return ForgetResult.from_entry(entry, replayed=False)
+
+    def history(self) -> list[LedgerEntry]:
+        """Every ledger row in commit order."""
+        return self.ledger.history()
+
+    def audit(self, request_id: str) -> dict:
+        """Ledger rows of ``request_id`` plus checks against the current state: none of its
+        pairs has a row in the store or an edge in the served graph, and whether its
+        checkpoint file is still present with the recorded sha256."""
+        rows = self.ledger.history(request_id)
+        if not rows:
+            raise ValueError(f"unknown request id {request_id!r}")
+        out: dict = {"request_id": request_id, "entries": [r.to_dict() for r in rows]}
+        applied = self.ledger.applied(request_id)
+        out["status"] = "applied" if applied else rows[-1].status
+        if applied is None or applied.kind not in ("edges", "user", "item"):
+            return out
+        pairs = self.store.request_pairs(request_id)
+        in_store = int(self.store.present(pairs).sum()) if pairs.shape[1] else 0
+        in_graph = int(_keys_in(pairs, self.graph.train_edges, self.graph.num_items).sum())
+        path = self.dir / applied.checkpoint
+        out.update({"pairs": int(pairs.shape[1]), "rows_in_store": in_store,
+                    "edges_in_served_graph": in_graph, "checkpoint_present": path.exists(),
+                    "checkpoint_sha256_ok": (file_sha256(path) == applied.checkpoint_sha256)
+                    if path.exists() else None,
+                    "is_current": applied.checkpoint == self.current["name"],
+                    "forgotten": in_store == 0 and in_graph == 0})
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Forgetter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,432 @@
+"""The interaction store: users, items, interactions and deletion tombstones in SQLite.
+
+One SQLite file (stdlib :mod:`sqlite3`, WAL journal, ``synchronous=FULL``, ``secure_delete``)
+holds
+
+* ``users(id, raw)`` / ``items(id, raw)``: internal id ↔ raw id (as users know them). Id spaces
+  only grow; deleting interactions never renumbers, so a checkpoint's embedding rows stay valid
+  and a user whose interactions are all forgotten remains as an isolated node.
+* ``interactions(user, item, rating, label, timestamp, split)`` with ``split`` in
+  ``train`` / ``valid`` / ``test``.
+* ``deleted(user, item, request_id, time)``: one tombstone per forgotten ``(user, item)`` pair. A
+  tombstoned pair has no row in any split, and every later import skips it, so a forgotten
+  interaction never comes back through a reload or a retrain.
+* ``meta(key, value)``: data set name, whether training labels are used, and the "current
+  checkpoint" pointer maintained by :class:`~graphforget.service.Forgetter`.
+* ``ledger``: the append-only request log of :mod:`graphforget.service.ledger`, in the same file
+  so a store change and its ledger row commit in one transaction (imports are logged too).
+
+Every write runs inside :meth:`InteractionStore.transaction` (``BEGIN IMMEDIATE`` …
+``COMMIT``, ``ROLLBACK`` on any exception); the connection is in autocommit mode so nothing is
+ever committed implicitly.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data.graph import InteractionGraph, as_edge_tensor, edge_keys
+from ..data.interactions import Interactions
+from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry
+
+SPLITS = ("train", "valid", "test")
+_CHUNK = 500  # host parameters per IN (...) query, well below SQLite's limit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, raw TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, raw TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS interactions(
+    user INTEGER NOT NULL REFERENCES users(id),
+    item INTEGER NOT NULL REFERENCES items(id),
+    rating REAL, label REAL, timestamp INTEGER,
+    split TEXT NOT NULL CHECK(split IN ('train', 'valid', 'test')),
+    PRIMARY KEY(user, item, split)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS interactions_item ON interactions(item);
+CREATE INDEX IF NOT EXISTS interactions_split ON interactions(split, user, item);
+CREATE TABLE IF NOT EXISTS deleted(
+    user INTEGER NOT NULL, item INTEGER NOT NULL, request_id TEXT NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY(user, item)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deleted_request ON deleted(request_id);
+"""
+
+
+def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
+    for s in range(0, len(seq), n):
+        yield seq[s:s + n]
+
+
+def _pairs(edges: Tensor) -> list[tuple[int, int]]:
+    return list(zip(edges[0].tolist(), edges[1].tolist()))
+
+
+class InteractionStore:
+    """Interactions, id maps and deletion tombstones of one data set in an SQLite file.
+
+    Args:
+        path: the database file (created with its schema if absent).
+        timeout: seconds to wait for another writer's lock.
+
+    Example::
+
+        store = InteractionStore("store.sqlite")
+        store.import_graph(load_lightgcn_txt("ml100k"))
+        graph = store.to_graph()            # the current state, same internal ids
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA secure_delete=ON")  # overwrite deleted rows' content
+        self._in_tx = False
+        with self.transaction() as c:
+            for stmt in (SCHEMA + LEDGER_SCHEMA).split(";\n"):
+                if stmt.strip():
+                    c.execute(stmt)
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` and re-raise on any exception."""
+        if self._in_tx:
+            raise RuntimeError("nested store transaction")
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one consistent state."""
+        if self._in_tx:  # already inside a write transaction: reads see it
+            yield self.conn
+            return
+        self.conn.execute("BEGIN DEFERRED")
+        self._in_tx = True
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+            self._in_tx = False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "InteractionStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        """Set a meta value inside the caller's transaction ``conn``."""
+        conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, str(value)))
+
+    def current_checkpoint(self) -> Optional[dict]:
+        """The current-checkpoint pointer ``{"name", "sha256", "fingerprint"}`` or ``None``."""
+        with self.snapshot() as c:
+            rows = dict(c.execute("SELECT key, value FROM meta WHERE key IN "
+                                  "('checkpoint_name', 'checkpoint_sha256', 'checkpoint_fingerprint')"))
+        if "checkpoint_name" not in rows:
+            return None
+        return {"name": rows["checkpoint_name"], "sha256": rows["checkpoint_sha256"],
+                "fingerprint": rows["checkpoint_fingerprint"]}
+
+    def set_current_checkpoint(self, conn: sqlite3.Connection, name: str, sha256: str,
+                               fingerprint: str) -> None:
+        """Move the pointer inside the caller's transaction ``conn``."""
+        self.set_meta(conn, "checkpoint_name", name)
+        self.set_meta(conn, "checkpoint_sha256", sha256)
+        self.set_meta(conn, "checkpoint_fingerprint", fingerprint)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_users(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def is_empty(self) -> bool:
+        return self.num_users == 0 and self.num_items == 0
+
+    def counts(self) -> dict:
+        """Rows per split, tombstones, users and items."""
+        with self.snapshot() as c:
+            per = dict(c.execute("SELECT split, COUNT(*) FROM interactions GROUP BY split"))
+            return {"users": self.num_users, "items": self.num_items,
+                    **{s: int(per.get(s, 0)) for s in SPLITS},
+                    "deleted": int(c.execute("SELECT COUNT(*) FROM deleted").fetchone()[0])}
+
+    # ------------------------------------------------------------------ import
+    def import_graph(self, graph: InteractionGraph, source: str = "") -> dict:
+        """Add the train / valid / test edges of ``graph`` (raw ids from ``graph.user_ids`` /
+        ``item_ids``, else ``str(internal id)``; training labels and timestamps kept).
+
+        Into an empty store the graph's internal ids are kept as they are, so a checkpoint
+        trained on ``graph`` matches :meth:`to_graph`. Into a non-empty store, rows are matched
+        by raw id (new raw ids get new internal ids after the existing ones), rows already
+        present are skipped, and rows of forgotten pairs are skipped. Returns the counts.
+        """
+        def tab(e, labels, ts=None):
+            return e, None, labels, ts
+
+        rows = {"train": tab(graph.train_edges, graph.train_labels, graph.train_timestamps),
+                "valid": tab(graph.valid_edges, graph.valid_labels),
+                "test": tab(graph.test_edges, graph.test_labels)}
+        return self._import(graph.num_users, graph.num_items, graph.user_ids, graph.item_ids,
+                            rows, graph.has_labels, graph.name, source or graph.name)
+
+    def import_interactions(self, train: Interactions, valid: Optional[Interactions] = None,
+                            test: Optional[Interactions] = None, labels: bool = False,
+                            name: str = "") -> dict:
+        """Add split tables from any loader (same semantics as :meth:`import_graph`; ratings and
+        timestamps are stored, and with ``labels=True`` the ratings also become edge labels as in
+        :meth:`InteractionGraph.from_splits`)."""
+        rows = {}
+        for split, t in zip(SPLITS, (train, valid, test)):
+            if t is None:
+                continue
+            if (t.num_users, t.num_items) != (train.num_users, train.num_items):
+                raise ValueError(f"{split} table has id spaces ({t.num_users}, {t.num_items}), "
+                                 f"train has ({train.num_users}, {train.num_items})")
+            rows[split] = (t.edge_index(), t.ratings, t.ratings if labels else None, t.timestamps)
+        if labels and train.ratings is None:
+            raise ValueError("labels=True needs ratings in the training table")
+        return self._import(train.num_users, train.num_items, train.user_ids or None,
+                            train.item_ids or None, rows, labels, name or train.source,
+                            train.source or name)
+
+    def _map_ids(self, conn: sqlite3.Connection, table: str, raw: list[str]) -> tuple[Tensor, int]:
+        """Store ids for the incoming raw ids, inserting unknown ones; returns (map, added)."""
+        if len(set(raw)) != len(raw):
+            seen, dup = set(), []
+            for r in raw:
+                (dup.append(r) if r in seen else seen.add(r))
+            raise ValueError(f"duplicate raw {table[:-1]} ids in the data: {dup[:10]}")
+        known = dict(conn.execute(f"SELECT raw, id FROM {table}").fetchall())
+        nxt = len(known)
+        mapping, new = [], []
+        for r in raw:
+            k = known.get(r)
+            if k is None:
+                k = nxt
+                nxt += 1
+                new.append((k, r))
+            mapping.append(k)
+        conn.executemany(f"INSERT INTO {table}(id, raw) VALUES(?, ?)", new)
+        return torch.tensor(mapping, dtype=torch.long), len(new)
+
+    def _import(self, num_users: int, num_items: int, user_ids, item_ids, rows: dict,
+                labels: bool, name: str, source: str) -> dict:
+        uraw = [str(x) for x in user_ids] if user_ids is not None else [str(k) for k in range(num_users)]
+        iraw = [str(x) for x in item_ids] if item_ids is not None else [str(k) for k in range(num_items)]
+        if len(uraw) != num_users or len(iraw) != num_items:
+            raise ValueError(f"raw id lists ({len(uraw)} users, {len(iraw)} items) do not match "
+                             f"the id spaces ({num_users}, {num_items})")
+        stats = {"users_added": 0, "items_added": 0, "rows_added": 0, "rows_existing": 0,
+                 "rows_forgotten": 0}
+        with self.transaction() as c:
+            had = self.get_meta("labels")
+            if had is not None and had != str(int(bool(labels))):
+                raise ValueError(f"store holds {'labelled' if had == '1' else 'unlabelled'} data; "
+                                 f"cannot import {'labelled' if labels else 'unlabelled'} rows")
+            self.set_meta(c, "labels", str(int(bool(labels))))
+            if self.get_meta("name") is None:
+                self.set_meta(c, "name", name)
+            umap, stats["users_added"] = self._map_ids(c, "users", uraw)
+            imap, stats["items_added"] = self._map_ids(c, "items", iraw)
+            total_items = int(c.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+            dead = self._deleted_keys(c, total_items)
+            for split, (e, rating, label, ts) in rows.items():
+                e = as_edge_tensor(e, f"{split}_edges")
+                if e.shape[1] == 0:
+                    continue
+                e = torch.stack([umap[e[0]], imap[e[1]]])
+                alive = ~torch.isin(edge_keys(e, total_items), dead)
+                stats["rows_forgotten"] += int((~alive).sum())
+                cols = [e[0][alive].tolist(), e[1][alive].tolist()]
+                for t in (rating, label, ts):
+                    cols.append([None] * len(cols[0]) if t is None else torch.as_tensor(t)[alive].tolist())
+                before = self.conn.total_changes
+                c.executemany("INSERT OR IGNORE INTO interactions(user, item, rating, label, timestamp, "
+                              f"split) VALUES(?, ?, ?, ?, ?, '{split}')", zip(*cols))
+                added = self.conn.total_changes - before
+                stats["rows_added"] += added
+                stats["rows_existing"] += len(cols[0]) - added
+            when = time.time()
+            Ledger(c).append(c, LedgerEntry(
+                request_id=f"import-{when:.6f}-{uuid.uuid4().hex[:8]}", time=when, kind="import",
+                status="applied", request={"source": str(source), "name": name},
+                request_digest="", report=stats))
+        return stats
+
+    # ------------------------------------------------------------------ export
+    def to_graph(self, name: Optional[str] = None) -> InteractionGraph:
+        """The current interactions as an :class:`InteractionGraph` over the store's full id
+        spaces (forgotten rows absent; users / items without rows are isolated nodes)."""
+        with self.snapshot() as c:
+            nu = int(c.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+            ni = int(c.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+            uids = [r for (r,) in c.execute("SELECT raw FROM users ORDER BY id")]
+            iids = [r for (r,) in c.execute("SELECT raw FROM items ORDER BY id")]
+            labelled = self.get_meta("labels") == "1"
+            parts = {}
+            for split in SPLITS:
+                rows = c.execute("SELECT user, item, label, timestamp FROM interactions "
+                                 "WHERE split=? ORDER BY user, item", (split,)).fetchall()
+                parts[split] = rows
+            ds_name = name if name is not None else (self.get_meta("name") or "")
+
+        def edges(rows):
+            if not rows:
+                return torch.zeros(2, 0, dtype=torch.long)
+            return torch.tensor([[r[0] for r in rows], [r[1] for r in rows]], dtype=torch.long)
+
+        def labels_of(rows, split):
+            if not labelled:
+                return None
+            vals = [r[2] for r in rows]
+            if any(v is None for v in vals):
+                raise ValueError(f"store is labelled but some {split} rows have no label")
+            return torch.tensor(vals, dtype=torch.float32)
+
+        tr = parts["train"]
+        ts = [r[3] for r in tr]
+        timestamps = torch.tensor(ts, dtype=torch.long) if tr and all(t is not None for t in ts) else None
+        return InteractionGraph(nu, ni, edges(tr), edges(parts["valid"]), edges(parts["test"]),
+                                train_labels=labels_of(tr, "train"),
+                                valid_labels=labels_of(parts["valid"], "valid"),
+                                test_labels=labels_of(parts["test"], "test"),
+                                train_timestamps=timestamps, user_ids=uids, item_ids=iids,
+                                name=ds_name)
+
+    # ------------------------------------------------------------------ lookups
+    def _lookup(self, table: str, raw_ids: Iterable) -> Tensor:
+        raw = [str(r) for r in raw_ids]
+        found: dict[str, int] = {}
+        uniq = list(dict.fromkeys(raw))
+        for chunk in _chunks(uniq):
+            q = f"SELECT raw, id FROM {table} WHERE raw IN ({','.join('?' * len(chunk))})"
+            found.update(self.conn.execute(q, list(chunk)).fetchall())
+        missing = [r for r in uniq if r not in found]
+        if missing:
+            raise ValueError(f"unknown {table[:-1]} ids ({len(missing)}): {missing[:10]}")
+        return torch.tensor([found[r] for r in raw], dtype=torch.long)
+
+    def lookup_users(self, raw_ids: Iterable) -> Tensor:
+        """Internal ids of raw user ids; ``ValueError`` naming every unknown id (first 10)."""
+        return self._lookup("users", raw_ids)
+
+    def lookup_items(self, raw_ids: Iterable) -> Tensor:
+        """Internal ids of raw item ids; ``ValueError`` naming every unknown id (first 10)."""
+        return self._lookup("items", raw_ids)
+
+    def raw_users(self, ids: Iterable[int]) -> list[str]:
+        return self._raw("users", ids)
+
+    def raw_items(self, ids: Iterable[int]) -> list[str]:
+        return self._raw("items", ids)
+
+    def _raw(self, table: str, ids: Iterable[int]) -> list[str]:
+        ids = [int(i) for i in ids]
+        found: dict[int, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            q = f"SELECT id, raw FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update(self.conn.execute(q, list(chunk)).fetchall())
+        return [found.get(i, f"<unknown {i}>") for i in ids]
+
+    # ------------------------------------------------------------------ tombstones
+    def _deleted_keys(self, conn: sqlite3.Connection, num_items: int) -> Tensor:
+        rows = conn.execute("SELECT user, item FROM deleted").fetchall()
+        if not rows:
+            return torch.zeros(0, dtype=torch.long)
+        e = torch.tensor(rows, dtype=torch.long).t()
+        return edge_keys(e, num_items)
+
+    def deleted_by(self, edges: Tensor) -> list[Optional[str]]:
+        """For each pair of ``edges [2, m]`` the request id that forgot it, else ``None``."""
+        pairs = _pairs(as_edge_tensor(edges))
+        out: dict[tuple[int, int], str] = {}
+        for chunk in _chunks(pairs, _CHUNK // 2):
+            cond = " OR ".join(["(user=? AND item=?)"] * len(chunk))
+            args = [v for p in chunk for v in p]
+            for u, i, r in self.conn.execute(f"SELECT user, item, request_id FROM deleted WHERE {cond}", args):
+                out[(u, i)] = r
+        return [out.get(p) for p in pairs]
+
+    def deleted_of(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None) -> dict:
+        """``{request_id: count}`` of tombstones of the given users or items."""
+        col, ids = ("user", users) if users is not None else ("item", items)
+        ids = torch.as_tensor(ids).view(-1).tolist()
+        q = (f"SELECT request_id, COUNT(*) FROM deleted WHERE {col} IN ({','.join('?' * len(ids))}) "
+             "GROUP BY request_id")
+        return dict(self.conn.execute(q, ids).fetchall())
+
+    def request_pairs(self, request_id: str) -> Tensor:
+        """Pairs ``[2, m]`` tombstoned by ``request_id``."""
+        rows = self.conn.execute("SELECT user, item FROM deleted WHERE request_id=? ORDER BY user, item",
+                                 (request_id,)).fetchall()
+        return torch.tensor(rows, dtype=torch.long).view(-1, 2).t().contiguous()
+
+    def present(self, edges: Tensor, split: Optional[str] = None) -> Tensor:
+        """Bool ``[m]``: which pairs still have a row (in ``split``, or any split)."""
+        pairs = _pairs(as_edge_tensor(edges))
+        hit: set[tuple[int, int]] = set()
+        extra = "" if split is None else " AND split=?"
+        for chunk in _chunks(pairs, _CHUNK // 2):
+            cond = " OR ".join(["(user=? AND item=?)"] * len(chunk))
+            args = [v for p in chunk for v in p] + ([split] if split else [])
+            hit.update(self.conn.execute(f"SELECT user, item FROM interactions WHERE ({cond}){extra}", args))
+        return torch.tensor([p in hit for p in pairs], dtype=torch.bool)
+
+    def heldout_pairs(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None) -> Tensor:
+        """Validation / test pairs ``[2, m]`` of the given users or items."""
+        col, ids = ("user", users) if users is not None else ("item", items)
+        ids = torch.as_tensor(ids).view(-1).tolist()
+        q = (f"SELECT DISTINCT user, item FROM interactions WHERE split != 'train' AND "
+             f"{col} IN ({','.join('?' * len(ids))}) ORDER BY user, item")
+        rows = self.conn.execute(q, ids).fetchall()
+        return torch.tensor(rows, dtype=torch.long).view(-1, 2).t().contiguous()
+
+    def mark_deleted(self, conn: sqlite3.Connection, pairs: Tensor, request_id: str,
+                     when: float) -> int:
+        """Inside the caller's transaction: delete every row of ``pairs`` (all splits) and add
+        their tombstones. Raises ``ValueError`` if a pair is already tombstoned (the caller's
+        transaction then rolls back). Returns the number of interaction rows removed."""
+        pairs = _pairs(as_edge_tensor(pairs))
+        before = self.conn.total_changes
+        conn.executemany("DELETE FROM interactions WHERE user=? AND item=?", pairs)
+        removed = self.conn.total_changes - before
+        try:
+            conn.executemany("INSERT INTO deleted(user, item, request_id, time) VALUES(?, ?, ?, ?)",
+                             [(u, i, request_id, when) for u, i in pairs])
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"some pairs of request {request_id!r} are already forgotten") from exc
+        return removed

@@ -1,0 +1,210 @@
+"""IFRU: exact subgraph computation, spillover gradient against brute force, real-data accuracy."""
+import copy
+
+import pytest
+import torch
+
+from conftest import random_graph
+from graphforget.models import MF, NGCF, LightGCN
+from graphforget.train import train
+from graphforget.unlearn import SampleSet, get_unlearner, total_loss
+from graphforget.unlearn.ifru import deletion_importance
+from graphforget.unlearn.linalg import dense_hessian
+from graphforget.unlearn.subgraph import induced_adjacency, khop, region, subgraph_propagate
+
+
+def _sparse_graph(seed=0):
+    return random_graph(120, 150, 260, seed=seed)
+
+
+def test_khop_equals_pyg_and_induced_adjacency_equals_dense_block():
+    g = _sparse_graph()
+    edges = g.train_edges[:, [0, 5]]
+    seeds = torch.unique(torch.cat([edges[0], edges[1] + g.num_users]))
+    for k in range(4):
+        assert torch.equal(khop(g.adjacency, seeds, k), torch.sort(g.khop_nodes(edges, k)).values)
+    nodes = khop(g.adjacency, seeds, 2)
+    dense = g.adj().to_dense()
+    torch.testing.assert_close(induced_adjacency(g.adjacency, nodes).to_dense(), dense[nodes][:, nodes])
+
+
+@pytest.mark.parametrize("model", [LightGCN(120, 150, 8, num_layers=3, seed=0), NGCF(120, 150, 8, num_layers=2, seed=0)])
+def test_subgraph_propagation_equals_full_on_inner_nodes(model):
+    g = _sparse_graph()
+    targets = torch.tensor([3, 50, 130, 200])
+    reg = region(g.adjacency, targets, model.num_layers, fallback_fraction=1.0)
+    assert not reg.full and reg.size < g.num_nodes  # a genuine subgraph
+    with torch.no_grad():
+        full = model.propagate(g.adj())[targets]
+        local = subgraph_propagate(model, g.adjacency, model.embedding, targets)
+    torch.testing.assert_close(local, full)
+
+
+def test_importance_equals_dense_power_sum():
+    g = _sparse_graph()
+    edges = g.train_edges[:, [1, 2, 9]]
+    a = g.adj().to_dense()
+    ends = torch.cat([edges[0], edges[1] + g.num_users])
+    m = torch.bincount(ends, minlength=g.num_nodes).float() / g.degree.clamp(min=1)
+    ref, x = m.clone(), m.clone()
+    for _ in range(2):
+        x = a @ x
+        ref = ref + x
+    torch.testing.assert_close(deletion_importance(g.adjacency, edges, g.num_users, 2), ref)
+
+
+def _setup(layers=2, seed=0):
+    g = _sparse_graph(seed)
+    model = LightGCN(g.num_users, g.num_items, dim=4, num_layers=layers, seed=seed).double()
+    with torch.no_grad():
+        model.embedding.mul_(4.0)
+    return g, model, g.train_edges[:, [4, 11, 30]]
+
+
+def _brute_force(model, graph, edges, rows, wd):
+    """``f(θ_S) = L(θ; D∖ΔD, A_new) − L(θ; D, A)`` and ``L(θ; D∖ΔD, A_new)`` on the full graph."""
+    samples = SampleSet.bpr(graph, seed=0)
+    pos = graph.find_edges(edges)
+    keep = torch.ones(graph.num_train, dtype=torch.bool)
+    keep[pos] = False
+    rem = samples.select(torch.nonzero(keep).view(-1))
+    a_old = graph.adj().to(torch.float64)
+    a_new = graph.remove_edges(edges).adj().to(torch.float64)
+    e = model.embedding.detach()
+
+    def new(theta):
+        return total_loss(model, a_new, e.index_put((rows,), theta), rem, wd)
+
+    def diff(theta):
+        return new(theta) - total_loss(model, a_old, e.index_put((rows,), theta), samples, wd)
+
+    return diff, new
+
+
+def test_gradient_equals_brute_force_change_of_objective_and_step_equals_dense_solve():
+    g, model, edges = _setup()
+    wd = 1e-2
+    un = get_unlearner("ifru", weight_decay=wd, fallback_fraction=1.0)
+    prob = un.problem(model, g, edges)
+    rows = prob.rows
+    assert len(prob.gradient_terms) == 3 and rows.numel() < g.num_nodes
+    diff, new = _brute_force(model, g, edges, rows, wd)
+    theta = model.embedding.detach()[rows].clone().requires_grad_(True)
+    ref = torch.autograd.grad(diff(theta), theta)[0]
+    got = un.gradient(prob)
+    assert "subgraph" in prob.notes[-1]  # computed locally, not on the full graph
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-11)
+    direct_only = get_unlearner("if", weight_decay=wd).problem(model, g, edges)
+    assert not torch.equal(direct_only.rows, rows)  # IFRU reaches beyond the endpoints
+    h = dense_hessian(new, model.embedding.detach()[rows])
+    torch.testing.assert_close(dense_hessian(un.hessian_objective(prob), model.embedding.detach()[rows]), h)
+    res = get_unlearner("ifru", weight_decay=wd, damping=5.0, tol=1e-12, max_iter=1000,
+                        fallback_fraction=1.0).unlearn(model, g, edges)
+    assert res.report.damping == 5.0 and res.report.converged
+    step = torch.linalg.solve(h + 5.0 * torch.eye(h.shape[0], dtype=h.dtype), ref.reshape(-1))
+    torch.testing.assert_close(res.model.embedding.detach()[rows], model.embedding.detach()[rows] - step.view(-1, 4))
+
+
+def test_spillover_zero_for_k0_and_mf_nonzero_for_lightgcn():
+    g, model, edges = _setup()
+    wd = 1e-2
+    for opts in ({"k": 0}, {}):
+        prob = get_unlearner("ifru", weight_decay=wd, **opts).problem(model, g, edges)
+        g_all = get_unlearner("ifru", weight_decay=wd, **opts).gradient(prob)
+        direct = prob.gradient_terms[:1]
+        prob.gradient_terms = direct
+        g_direct = get_unlearner("ifru", weight_decay=wd).gradient(prob)
+        spill = (g_all - g_direct).norm()
+        if opts:
+            assert float(spill) == 0.0 and len(prob.notes) and "k=0, 0 samples" in prob.notes[0]
+        else:
+            assert float(spill) > 1e-3
+    mf = MF(g.num_users, g.num_items, dim=4, seed=0).double()
+    prob = get_unlearner("ifru", k=3).problem(mf, g, edges)
+    assert len(prob.gradient_terms) == 1  # no spillover term at all
+    nodes = torch.unique(torch.cat([edges[0], edges[1] + g.num_users, prob.deleted.negatives + g.num_users]))
+    assert torch.equal(prob.rows, nodes)
+
+
+def test_paper_mode_hessian_has_no_propagation():
+    g, model, edges = _setup()
+    wd = 1e-2
+    un = get_unlearner("ifru", weight_decay=wd, paper_mode=True, k=3)
+    assert un.hops(model.num_layers) == 1
+    prob = un.problem(model, g, edges)
+    rows = prob.rows
+    rem = prob.remaining
+    e = model.embedding.detach()
+    mf = MF(g.num_users, g.num_items, dim=4).double()
+
+    def mf_objective(theta):  # representations = ego embeddings
+        return total_loss(mf, None, e.index_put((rows,), theta), rem, wd)
+
+    torch.testing.assert_close(dense_hessian(un.hessian_objective(prob), e[rows]),
+                               dense_hessian(mf_objective, e[rows]))
+
+
+def test_pruning_keeps_endpoints_and_the_requested_fraction():
+    g, model, edges = _setup(layers=3)
+    full = get_unlearner("ifru").problem(model, g, edges).rows
+    pruned = get_unlearner("ifru", prune_ratio=0.3).problem(model, g, edges).rows
+    ends = torch.unique(torch.cat([edges[0], edges[1] + g.num_users]))
+    assert bool(torch.isin(ends, pruned).all()) and bool(torch.isin(pruned, full).all())
+    assert pruned.numel() <= -(-3 * full.numel() // 10) + ends.numel()
+    score = deletion_importance(g.adjacency, edges, g.num_users, 3)
+    dropped = full[~torch.isin(full, pruned)]
+    kept = pruned[~torch.isin(pruned, ends)]
+    assert float(score[dropped].max()) <= float(score[kept].min())
+
+
+def test_ngcf_runs_and_stays_finite():
+    g = _sparse_graph()
+    model = NGCF(g.num_users, g.num_items, dim=8, num_layers=2, seed=0)
+    res = get_unlearner("ifru").unlearn(model, g, g.train_edges[:, :3])
+    assert torch.isfinite(res.model.embedding).all() and res.report.hvps > 0
+    for (n, p), (_, q) in zip(model.named_parameters(), res.model.named_parameters()):
+        if n != "embedding":
+            assert torch.equal(p, q)  # NGCF weights stay fixed
+
+
+def _lbfgs(model, graph, samples, wd, iters):
+    adj = graph.adj().to(torch.float64)
+    p = model.embedding
+    opt = torch.optim.LBFGS([p], lr=1, max_iter=iters, tolerance_grad=1e-10, tolerance_change=1e-15,
+                            history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = total_loss(model, adj, p, samples, wd)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    p.grad = None
+
+
+@pytest.mark.slow
+def test_ifru_closer_to_warm_started_retrain_than_if_on_ml100k(ml100k):
+    """LightGCN-2, BPR: train briefly, polish to a stationary point of L(θ; D, A) with the fixed
+    negatives (influence functions assume one), delete 2% of edges, and compare with L-BFGS on
+    L(θ; D∖ΔD, A_new) warm-started from θ (same negatives)."""
+    g, wd = ml100k, 1e-2
+    model = LightGCN(g.num_users, g.num_items, dim=32, num_layers=2, seed=0)
+    train(model, g, epochs=10, lr=5e-3, weight_decay=wd, patience=None, progress=False, seed=0)
+    model = model.double()
+    samples = SampleSet.bpr(g, seed=0)
+    _lbfgs(model, g, samples, wd, 300)
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.randperm(g.num_train, generator=gen)[: int(0.02 * g.num_train)]
+    edges = g.train_edges[:, pos]
+    keep = torch.ones(g.num_train, dtype=torch.bool)
+    keep[pos] = False
+    ref = copy.deepcopy(model)
+    _lbfgs(ref, g.remove_edges(edges), samples.select(torch.nonzero(keep).view(-1)), wd, 300)
+    target = ref.embedding.detach()
+    dist = {"nothing": float((model.embedding.detach() - target).norm())}
+    for name in ("if", "ifru"):
+        res = get_unlearner(name, weight_decay=wd).unlearn(model, g, edges)
+        dist[name] = float((res.model.embedding.detach() - target).norm())
+    assert dist["ifru"] < dist["if"] < dist["nothing"], dist
+    assert dist["ifru"] < 0.7 * dist["nothing"], dist
