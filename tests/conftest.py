@@ -42,3 +42,8 @@ def ml100k():
     from graphforget.data.loaders import load_lightgcn_txt
 
     return load_lightgcn_txt(shared("ml100k"))
+
+
+# Small tensors dominate the suite; one intra-op thread avoids oversubscription on shared
+# 2-core CI machines (measured 20-30x slowdowns with 2 threads under load).
+torch.set_num_threads(1)
