@@ -315,9 +315,6 @@ class AltEraser(Unlearner):
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
         if not isinstance(model, (MF, LightGCN, NGCF)):
             raise ValueError(f"AltEraser supports MF, LightGCN and NGCF, got {type(model).__name__}")
-        if (model.num_users, model.num_items) != (graph.num_users, graph.num_items):
-            raise ValueError(f"model is for {model.num_users} users x {model.num_items} items, "
-                             f"graph has {graph.num_users} x {graph.num_items}")
         dev, dtype = model.embedding.device, model.embedding.dtype
         nu, k_layers = graph.num_users, model.num_layers
         with timer("graph_update"):

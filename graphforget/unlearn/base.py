@@ -137,6 +137,9 @@ class Unlearner:
         self.options = options
 
     def unlearn(self, model: RecModel, graph: InteractionGraph, request) -> UnlearnResult:
+        if (model.num_users, model.num_items) != (graph.num_users, graph.num_items):
+            raise ValueError(f"model is for {model.num_users} users x {model.num_items} items, "
+                             f"graph has {graph.num_users} x {graph.num_items}")
         request = UnlearningRequest.of(request)
         edges = request.resolve(graph)
         report = UnlearnReport(method=self.name, num_deleted=int(edges.shape[1]),

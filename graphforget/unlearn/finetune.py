@@ -46,9 +46,6 @@ class FineTune(Unlearner):
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
-        if (model.num_users, model.num_items) != (graph.num_users, graph.num_items):
-            raise ValueError(f"model is for {model.num_users} users x {model.num_items} items, "
-                             f"graph has {graph.num_users} x {graph.num_items}")
         with timer("graph_update"):
             new_graph = graph.remove_edges(edges)
         config = dataclasses.replace(self.config, seed=self.seed, device=str(model.embedding.device))
