@@ -24,6 +24,7 @@ from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.models import build_model
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import SampleSet, sample_losses, unlearn
+from graphforget.unlearn.objective import minimize_rows
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results"
@@ -31,26 +32,6 @@ OUT = Path(__file__).resolve().parent / "results"
 
 def objective(model, adj, emb, samples, wd):
     return sample_losses(model, model.propagate(adj, emb), emb, samples, wd).sum()
-
-
-def lbfgs_rows(model, adj, emb, samples, wd, rows, iters):
-    """Minimise the objective over ``emb[rows]`` with the other rows fixed (L-BFGS)."""
-    x = emb[rows].clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-7,
-                            tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
-        e = emb.clone()
-        e[rows] = x
-        loss = objective(model, adj, e, samples, wd)
-        loss.backward()
-        return loss
-    opt.step(closure)
-    out = emb.clone()
-    out[rows] = x.detach()
-    return out
 
 
 def run(dataset, model_name, args, writer):
@@ -73,10 +54,10 @@ def run(dataset, model_name, args, writer):
     new_adj = g.remove_edges(edges).adj(dev)
     t = time.perf_counter()
     with torch.no_grad():
-        model.embedding.copy_(lbfgs_rows(model, g.adj(dev), model.embedding.detach(),
+        model.embedding.copy_(minimize_rows(model, g.adj(dev), model.embedding.detach(),
                                          samples_old, args.wd, rows, args.ref_iters))
     e0 = model.embedding.detach().clone()
-    ref = lbfgs_rows(model, new_adj, e0, samples, args.wd, rows, args.ref_iters)
+    ref = minimize_rows(model, new_adj, e0, samples, args.wd, rows, args.ref_iters)
     print(f"deleted {edges.shape[1]} edges, affected rows {rows.numel()}, polish + reference "
           f"{time.perf_counter() - t:.1f}s")
     with torch.no_grad():

@@ -10,6 +10,7 @@ import torch
 from graphforget.models import MF, NGCF, LightGCN
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import SampleSet, sample_losses, unlearn
+from graphforget.unlearn.objective import minimize_rows
 from graphforget.unlearn.alteraser import (AltEraser, block_hessians, margin_terms,
                                            self_loop_coefficients)
 from tests.conftest import random_graph
@@ -156,26 +157,6 @@ def _affected_grad(model, adj, emb, samples, wd, rows):
     return torch.autograd.grad(_objective(model, adj, e, samples, wd), e)[0][rows]
 
 
-def _lbfgs_rows(model, adj, emb, samples, wd, rows, iters):
-    """Minimise the objective over ``emb[rows]`` (others fixed) by L-BFGS; returns a copy."""
-    x = emb[rows].clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-7,
-                            tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
-        e = emb.clone()
-        e[rows] = x
-        loss = _objective(model, adj, e, samples, wd)
-        loss.backward()
-        return loss
-    opt.step(closure)
-    out = emb.clone()
-    out[rows] = x.detach()
-    return out
-
-
 def test_ml100k_lightgcn_moves_towards_warm_retrain(ml100k):
     """LightGCN-2 BPR trained briefly on ml100k (λ = 1e-3), 50 edges deleted. The affected rows
     are first polished by L-BFGS on the *old* fixed-negative objective, so that the model is
@@ -192,7 +173,7 @@ def test_ml100k_lightgcn_moves_towards_warm_retrain(ml100k):
     rows = g.khop_nodes(edges, 2)
     samples_old = SampleSet.bpr(g, seed=0)
     with torch.no_grad():
-        model.embedding.copy_(_lbfgs_rows(model, g.adj(), model.embedding.detach(), samples_old,
+        model.embedding.copy_(minimize_rows(model, g.adj(), model.embedding.detach(), samples_old,
                                           wd, rows, 100))
     res = unlearn(model, g, edges, method="alteraser", rounds=4, weight_decay=wd)
     keep = torch.ones(g.num_train, dtype=torch.bool)
@@ -204,7 +185,7 @@ def test_ml100k_lightgcn_moves_towards_warm_retrain(ml100k):
     assert g1 < 0.5 * g0, (float(g0), float(g1))
     assert abs(res.report.solver_residual - float(g1)) <= 1e-3 * float(g0)
     emb0 = model.embedding.detach()
-    ref = _lbfgs_rows(model, adj, emb0, samples, wd, rows, 100)
+    ref = minimize_rows(model, adj, emb0, samples, wd, rows, 100)
     with torch.no_grad():
         f = lambda e: float(_objective(model, adj, e, samples, wd))  # noqa: E731
         gap_alt, gap_none = f(res.model.embedding) - f(ref), f(emb0) - f(ref)

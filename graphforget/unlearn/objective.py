@@ -96,3 +96,27 @@ def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: Sam
     """``Σ_s ℓ_s(θ; adj)`` with the ego embeddings ``ego`` (a full ``[N, d]`` matrix)."""
     out = model.propagate(adj, ego)
     return sample_losses(model, out, ego, samples, weight_decay).sum()
+
+
+def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
+                  weight_decay: float, rows: Tensor, iters: int) -> Tensor:
+    """Minimise :func:`total_loss` over ``ego[rows]`` with every other row fixed (L-BFGS,
+    strong-Wolfe line search); returns a new ego matrix. Used to build the warm-started
+    retrain reference that influence and block-Newton steps approximate."""
+    x = ego[rows].clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=iters, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-7,
+                            tolerance_change=1e-12)
+
+    def closure():
+        opt.zero_grad()
+        e = ego.clone()
+        e[rows] = x
+        loss = total_loss(model, adj, e, samples, weight_decay)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    out = ego.clone()
+    out[rows] = x.detach()
+    return out
