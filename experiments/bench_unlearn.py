@@ -1,20 +1,31 @@
-"""Unlearning cost on full Gowalla: time, solver statistics and Recall@20 after forgetting.
+"""Unlearning cost against retraining: time, solver statistics and utility after forgetting.
 
-Trains (or loads the cached) LightGCN checkpoint, then for each scenario — one user's
-interactions, a random fraction of all interactions — runs every method of the list through
-``graphforget.unlearn.get_unlearner(name, **options)`` and prints the report summary and the
-test Recall@20 on the new graph. The method list is data: add rows to ``METHODS`` or pass
-``--method NAME[:key=value,...]`` (repeatable), e.g. ``--method ifru:prune_ratio=0.5``.
+Trains (or loads the cached) checkpoint, then for each scenario — one user's interactions, a
+random fraction of all interactions — runs every method of the list through
+``graphforget.unlearn.get_unlearner(name, **options)`` and records wall time, the report
+summary and test Recall@20 / NDCG@20 on the new graph. Each scenario also gets a **retrain**
+row with the original training configuration (same epochs, batch size, seed):
 
-    python experiments/bench_unlearn.py --data ../shared/data/gowalla --device cuda \\
-        --checkpoint runs/bench/gowalla-lightgcn3.pt --epochs 5
+* ``--retrain full`` trains it and times it — the speed-up and the utility of every method are
+  then relative to a real retrain;
+* ``--retrain extrapolate`` (for data where a full retrain does not fit the time) trains
+  ``--retrain-epochs`` epochs, and reports ``measured seconds / epochs × --converge-epochs`` as
+  the retrain time, flagged ``"extrapolated": true``; there is no retrain utility then.
 
-A short warm-up request runs first (untimed) so one-off CUDA start-up is not billed to a method.
+The method list is data (``--method NAME[:key=value,...]``, repeatable). Example, the numbers in
+README::
+
+    python experiments/bench_unlearn.py --data ../shared/data/gowalla-25 --epochs 20 --retrain full
+    python experiments/bench_unlearn.py --data ../shared/data/gowalla --epochs 1 \\
+        --retrain extrapolate --converge-epochs 72
+
+On CUDA a short warm-up request runs first (untimed) so one-off start-up is not billed to a method.
 Results go to ``--out`` as JSON lines.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,33 +34,21 @@ import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.models import build_model
-from graphforget.train import evaluate, load_checkpoint, train
+from graphforget.reproduce.runner import parse_method
+from graphforget.train import TrainConfig, evaluate, load_checkpoint, train
 from graphforget.unlearn import get_unlearner
 
-# (method name, options); weight_decay is filled in from the training config
-METHODS = [("if", {}), ("ifru", {})]
-
-
-def parse_method(text: str):
-    name, _, rest = text.partition(":")
-    opts = {}
-    for kv in filter(None, rest.split(",")):
-        k, _, v = kv.partition("=")
-        for cast in (int, float):
-            try:
-                v = cast(v)
-                break
-            except ValueError:
-                continue
-        else:
-            v = {"true": True, "false": False}.get(v.lower(), v)
-        opts[k] = v
-    return name, opts
+METHODS = ["if", "ifru", "alteraser", "finetune:max_epochs=1"]
 
 
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def utility(model, graph, device: str) -> dict:
+    m = evaluate(model, graph, "test", (20,), device=device)
+    return {"recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"]}
 
 
 def main() -> None:
@@ -58,23 +57,31 @@ def main() -> None:
     ap.add_argument("--model", default="lightgcn")
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the original model")
+    ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
-    ap.add_argument("--checkpoint", default="runs/bench/gowalla-lightgcn3.pt")
+    ap.add_argument("--checkpoint", default=None, help="default runs/bench/<data>-<model><layers>-e<epochs>.pt")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", action="append", default=None,
-                    help="NAME[:key=value,...]; repeatable; default: " + ", ".join(m for m, _ in METHODS))
+                    help="NAME[:key=value,...]; repeatable; default: " + ", ".join(METHODS))
+    ap.add_argument("--retrain", choices=["full", "extrapolate", "none"], default="full")
+    ap.add_argument("--retrain-epochs", type=int, default=1, help="epochs timed with --retrain extrapolate")
+    ap.add_argument("--converge-epochs", type=int, default=None,
+                    help="epochs a retrain needs, for --retrain extrapolate (default --epochs)")
     ap.add_argument("--out", default="runs/bench/bench_unlearn.jsonl")
     args = ap.parse_args()
     dev = args.device
-    methods = [parse_method(m) for m in args.method] if args.method else METHODS
+    methods = [parse_method(m) for m in (args.method or METHODS)]
 
     graph = load_lightgcn_txt(args.data)
     print(graph)
-    ckpt = Path(args.checkpoint)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, patience=None, eval_every=10 ** 6,
+                         progress=False, seed=args.seed, device=dev)
+    ckpt = Path(args.checkpoint or f"runs/bench/{Path(args.data).name}-{args.model}{args.layers}-e{args.epochs}.pt")
     if ckpt.exists():
         model, _ = load_checkpoint(ckpt, graph)
         print(f"loaded {ckpt}")
@@ -82,13 +89,11 @@ def main() -> None:
         model = build_model(args.model, graph.num_users, graph.num_items, dim=args.dim,
                             layers=args.layers, seed=args.seed)
         t = time.perf_counter()
-        train(model, graph, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-              batch_size=2048, patience=None, eval_every=10 ** 6, progress=False, seed=args.seed,
-              device=dev, checkpoint=str(ckpt))
+        train(model, graph, config, checkpoint=str(ckpt))
         print(f"trained {args.epochs} epochs in {time.perf_counter() - t:.1f}s -> {ckpt}")
     model.to(dev)
-    before = evaluate(model, graph, "test", (20,), device=dev)["recall@20"]
-    print(f"Recall@20 before: {before:.4f}")
+    before = utility(model, graph, dev)
+    print(f"before: {before}")
 
     gen = torch.Generator().manual_seed(args.seed)
     deg = torch.bincount(graph.train_edges[0], minlength=graph.num_users)
@@ -99,30 +104,60 @@ def main() -> None:
                  f"random {args.fraction:.0%} ({m} edges)":
                      graph.train_edges[:, torch.randperm(graph.num_train, generator=gen)[:m]]}
 
-    for name, opts in methods:  # warm-up: CUDA context, kernels, cached CSR on the device
-        get_unlearner(name, weight_decay=args.weight_decay, seed=args.seed, **opts).unlearn(
-            model, graph, graph.train_edges[:, :2])
+    for name, opts in methods if dev.startswith("cuda") else []:  # warm-up: CUDA context, kernels
+        if name != "finetune":
+            get_unlearner(name, weight_decay=args.weight_decay, seed=args.seed, **opts).unlearn(
+                model, graph, graph.train_edges[:, :2])
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    common = {"data": graph.stats(), "model": model.config(), "train_config": config.to_dict(),
+              "before": before, "device": dev, "threads": torch.get_num_threads()}
     with open(out, "a") as f:
         for scen, edges in scenarios.items():
-            for name, opts in methods:
-                un = get_unlearner(name, weight_decay=args.weight_decay, seed=args.seed, **opts)
+            ref = None
+            if args.retrain != "none":
+                epochs = args.epochs if args.retrain == "full" else args.retrain_epochs
+                un = get_unlearner("retrain", config=dataclasses.replace(config, epochs=epochs), seed=args.seed)
                 sync(dev)
                 t = time.perf_counter()
                 res = un.unlearn(model, graph, edges)
                 sync(dev)
                 wall = time.perf_counter() - t
-                rec = evaluate(res.model, res.graph, "test", (20,), device=dev)["recall@20"]
+                row = {"scenario": scen, "method": "retrain", "options": {"epochs": epochs},
+                       "wall_seconds": wall, "extrapolated": args.retrain == "extrapolate"}
+                if args.retrain == "extrapolate":
+                    conv = args.converge_epochs or args.epochs
+                    row.update(wall_seconds=wall / epochs * conv, measured_seconds=wall,
+                               measured_epochs=epochs, converge_epochs=conv)
+                else:
+                    row.update(utility(res.model, res.graph, dev))
+                    ref = row
+                retrain_seconds = row["wall_seconds"]
+                print(f"[{scen}] retrain {row}")
+                f.write(json.dumps({**common, **row}) + "\n")
+                f.flush()
+            for name, opts in methods:
+                un = get_unlearner(name, weight_decay=args.weight_decay, seed=args.seed, **opts) \
+                    if name != "finetune" else get_unlearner(name, config=config, seed=args.seed, **opts)
+                sync(dev)
+                t = time.perf_counter()
+                res = un.unlearn(model, graph, edges)
+                sync(dev)
+                wall = time.perf_counter() - t
+                row = {"scenario": scen, "method": name, "options": opts, "wall_seconds": wall,
+                       **utility(res.model, res.graph, dev)}
+                if args.retrain != "none":
+                    row["speedup"] = retrain_seconds / wall
+                if ref is not None:
+                    row["relative_to_retrain"] = {k: row[k] / ref[k] - 1 for k in ("recall@20", "ndcg@20")}
                 r = res.report
-                print(f"[{scen}] {name} {opts or ''} wall={wall:.3f}s recall@20={rec:.4f}\n  {r.summary()}")
+                print(f"[{scen}] {name} {opts or ''} wall={wall:.3f}s recall@20={row['recall@20']:.4f} "
+                      f"ndcg@20={row['ndcg@20']:.4f} speedup={row.get('speedup', float('nan')):.0f}\n  {r.summary()}")
                 for note in r.notes:
                     print(f"    {note}")
-                f.write(json.dumps({"scenario": scen, "method": name, "options": opts,
-                                    "wall_seconds": wall, "recall@20": rec,
-                                    "recall@20_before": before, "device": dev,
-                                    "report": r.to_dict()}) + "\n")
+                f.write(json.dumps({**common, **row, "report": r.to_dict()}) + "\n")
+                f.flush()
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 #: Modules adding subcommands: each has ``register(subparsers)`` setting ``func`` defaults.
-COMMAND_MODULES: list[str] = ["graphforget.unlearn.commands", "graphforget.service.commands",
-                              "graphforget.reproduce.commands"]
+COMMAND_MODULES: list[str] = ["graphforget.unlearn.commands", "graphforget.audit.commands",
+                              "graphforget.service.commands", "graphforget.reproduce.commands"]
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -236,3 +236,14 @@ def test_sym_spmm_hessian_vector_product_matches_dense():
     g_ref = torch.autograd.grad(loss(x, lambda t: dense @ t), x, create_graph=True)[0]
     hv_ref = torch.autograd.grad((g_ref * v).sum(), x)[0]
     torch.testing.assert_close(hv, hv_ref)
+
+
+def test_as_edge_tensor_reads_lists_as_pairs_and_tensors_as_rows():
+    from graphforget.data.graph import as_edge_tensor
+
+    pairs = [[0, 5], [1, 6]]  # two edges (0, 5) and (1, 6)
+    assert as_edge_tensor(pairs).tolist() == [[0, 1], [5, 6]]
+    assert as_edge_tensor(torch.tensor([[0, 1], [5, 6]])).tolist() == [[0, 1], [5, 6]]
+    assert as_edge_tensor(torch.tensor([[0, 5], [1, 6], [2, 7]])).tolist() == [[0, 1, 2], [5, 6, 7]]
+    with pytest.raises(ValueError, match="pairs"):
+        as_edge_tensor([[0, 1, 2], [5, 6, 7]])

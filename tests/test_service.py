@@ -505,3 +505,28 @@ def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
     assert [r["kind"] for r in rows] == ["import", "bind", "edges", "user"]
     assert rows[2]["options"] == {"seed": 0, "steps": 1, "lr": 0.05}
     assert cli.main(["history", "--db", str(tmp_path / "none.sqlite")]) == 2
+
+
+@pytest.mark.parametrize("kw", [{"method": "no-such-method"}, {"method": "ifru", "fallback": "bogus"},
+                                {"method": None}])
+def test_unknown_method_refused_before_store_is_touched(tmp_path, kw):
+    from graphforget.unlearn import METHODS
+
+    fresh = tmp_path / "fresh" / "store.sqlite"  # must not even be created
+    with pytest.raises(ValueError, match="unknown unlearning") as err:
+        Forgetter(fresh, tmp_path / "fresh" / "model.pt", **kw)
+    assert str(next(v for v in kw.values() if v not in ("ifru",))) in str(err.value)
+    assert all(name in str(err.value) for name in METHODS)
+    assert not fresh.parent.exists()
+    # an existing store and checkpoint series are left byte-for-byte unchanged
+    f, g = make_service(tmp_path)
+    f.forget(raw_pairs(g, g.train_edges[:, :1]), request_id="a")
+    before = snapshot(f)
+    f.close()
+    db_bytes = (tmp_path / "store.sqlite").read_bytes()
+    with pytest.raises(ValueError, match="unknown unlearning"):
+        Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", **kw)
+    assert (tmp_path / "store.sqlite").read_bytes() == db_bytes
+    f = Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", unlearner=GradientSteps(), fallback=None)
+    assert_same(before, snapshot(f))
+    f.close()

@@ -159,3 +159,14 @@ def test_evaluate_test_masks_train_and_valid_items():
 def test_bad_optimizer_raises():
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(MF(5, 5, dim=2, seed=0), random_graph(5, 5, 10, seed=0), _quiet(optimizer="sgdx"))
+
+
+def test_metric_cutoff_must_be_evaluated(small_graph):
+    from graphforget.models import build_model
+    from graphforget.train import TrainConfig, Trainer
+
+    model = build_model("mf", small_graph.num_users, small_graph.num_items, dim=4, seed=0)
+    before = model.embedding.detach().clone()
+    with pytest.raises(ValueError, match="recall@10"):
+        Trainer(TrainConfig(epochs=1, metric="recall@10", ks=(20,), progress=False)).fit(model, small_graph)
+    assert torch.equal(model.embedding.detach(), before)

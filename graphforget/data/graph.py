@@ -21,13 +21,20 @@ def edge_keys(edges: Tensor, num_items: int) -> Tensor:
 
 
 def as_edge_tensor(edges, name: str = "edges") -> Tensor:
-    """Accept ``[2, m]`` / ``[m, 2]`` tensors, arrays or lists of pairs; return ``LongTensor [2, m]``."""
+    """Accept ``[2, m]`` / ``[m, 2]`` tensors or arrays, or a list of ``(user, item)`` pairs;
+    return ``LongTensor [2, m]``.
+
+    A Python list / tuple is always read as pairs (``[[u, i], ...]``, so ``[[0, 5], [1, 6]]`` is
+    two edges); a tensor or array is ``[2, m]`` unless only its second dimension is 2 (a
+    ``2 × 2`` tensor is ``[2, m]``)."""
+    pairs = isinstance(edges, (list, tuple))
     t = torch.as_tensor(edges, dtype=torch.long)
     if t.dim() == 1 and t.numel() == 0:
         return t.view(2, 0)
-    if t.dim() != 2 or 2 not in t.shape:
-        raise ValueError(f"{name} must have shape [2, m] or [m, 2], got {tuple(t.shape)}")
-    return t if t.shape[0] == 2 else t.t().contiguous()
+    if t.dim() != 2 or 2 not in t.shape or (pairs and t.shape[1] != 2):
+        expected = "a list of (user, item) pairs" if pairs else "shape [2, m] or [m, 2]"
+        raise ValueError(f"{name} must be {expected}, got shape {tuple(t.shape)}")
+    return t.t().contiguous() if pairs or t.shape[0] != 2 else t
 
 
 class InteractionGraph:

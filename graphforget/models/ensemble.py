@@ -302,8 +302,41 @@ class ShardedRecommender(RecModel):
                                   "(graphforget.unlearn.partition.fit_sharded), not as one model")
 
     def config(self) -> dict:
+        """Everything but the tensors needed to rebuild the model (:meth:`from_state`); plain
+        Python values only, so checkpoints load with ``torch.load(weights_only=True)``."""
         return {"model": self.name, "base_model": self.base_name, "num_users": self.num_users,
                 "num_items": self.num_items, "dim": self.dim, "layers": self.num_layers,
                 "shards": self.num_shards, "aggregator": self.aggregator_name,
                 "shard_seeds": list(self.shard_seeds), "aggregator_seed": self.aggregator_seed,
-                "model_kwargs": dict(self.model_kwargs)}
+                "attention_dim": None if self.aggregator is None else self.aggregator.attention_dim,
+                "model_kwargs": dict(self.model_kwargs), "train_config": dict(self.train_config),
+                "aggregator_config": dict(self.aggregator_config)}
+
+    @classmethod
+    def from_state(cls, config: dict, state_dict: dict) -> "ShardedRecommender":
+        """Rebuild a model from its :meth:`config` and ``state_dict`` (strict load).
+
+        The shard models are built from ``base_model`` with ``dim``/``layers`` overridden by
+        ``model_kwargs``; the ``edges`` / ``assignment`` buffers of ``state_dict`` give the
+        shard assignment. ``ValueError`` if the two disagree (missing or extra tensors, shapes).
+        """
+        from . import build_model
+
+        cfg = dict(config)
+        if cfg.get("model") != cls.name:
+            raise ValueError(f"not a sharded model config: model={cfg.get('model')!r}")
+        for key in ("edges", "assignment"):
+            if key not in state_dict:
+                raise ValueError(f"sharded model state has no {key!r} tensor")
+        kwargs = {"dim": cfg["dim"], "layers": cfg["layers"], **cfg.get("model_kwargs", {})}
+        shard_models = [build_model(cfg["base_model"], cfg["num_users"], cfg["num_items"], **kwargs)
+                        for _ in range(int(cfg["shards"]))]
+        model = cls(shard_models, state_dict["edges"], state_dict["assignment"], cfg["aggregator"],
+                    cfg["shard_seeds"], cfg.get("train_config"), cfg.get("model_kwargs"),
+                    aggregator_seed=cfg["aggregator_seed"], attention_dim=cfg.get("attention_dim"),
+                    aggregator_config=cfg.get("aggregator_config"))
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise ValueError(f"sharded model state does not match its config: {exc}") from exc
+        return model

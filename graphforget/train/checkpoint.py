@@ -1,5 +1,10 @@
 """Checkpoints: state dict + config + fingerprint of the training edges.
 
+Plain models are rebuilt with :func:`~graphforget.models.build_model`; a
+:class:`~graphforget.models.ensemble.ShardedRecommender` (SISA / RecEraser) from its config
+(shard architecture, seeds, aggregator options) and its tensors (every shard's parameters, the
+``edges`` / ``assignment`` buffers, the attention aggregator's parameters).
+
 Loaded with ``torch.load(weights_only=True)`` (no pickled code runs); a checkpoint trained on
 another edge set is refused when a graph is given.
 """
@@ -15,6 +20,7 @@ import torch
 
 from ..data.graph import InteractionGraph
 from ..models import RecModel, build_model
+from ..models.ensemble import ShardedRecommender
 
 
 def save_checkpoint(path: str | os.PathLike, model: RecModel, graph: InteractionGraph,
@@ -64,8 +70,17 @@ def load_checkpoint(path: str | os.PathLike, graph: Optional[InteractionGraph] =
     if graph is not None and payload["graph_fingerprint"] != graph.fingerprint():
         raise ValueError(f"{path}: checkpoint was trained on graph {payload['graph_fingerprint']}, "
                          f"but the given graph is {graph.fingerprint()} ({graph.stats()})")
-    cfg = dict(payload["model"])
+    model = _rebuild(dict(payload["model"]), payload["state_dict"])
+    if graph is not None and isinstance(model, ShardedRecommender):
+        model.check_graph(graph)  # the stored shard assignment must cover exactly graph's edges
+    return model, payload
+
+
+def _rebuild(cfg: dict, state_dict: dict) -> RecModel:
+    """Model of config ``cfg`` (``model.config()``) holding ``state_dict``."""
+    if cfg.get("model") == ShardedRecommender.name:
+        return ShardedRecommender.from_state(cfg, state_dict)
     model = build_model(cfg.pop("model"), cfg.pop("num_users"), cfg.pop("num_items"),
                         dim=cfg.pop("dim"), layers=cfg.pop("layers"))
-    model.load_state_dict(payload["state_dict"])
-    return model, payload
+    model.load_state_dict(state_dict)
+    return model

@@ -141,6 +141,10 @@ class Trainer:
         kind = loss_kind(graph, cfg)
         has_valid = graph.valid_edges.shape[1] > 0
         metric = "auc" if graph.has_labels else cfg.metric
+        name, _, k = metric.partition("@")
+        if metric != "auc" and (not k.isdigit() or int(k) not in cfg.ks):
+            raise ValueError(f"metric {metric!r} is not computed: evaluation reports "
+                             f"<name>@K for K in ks={tuple(cfg.ks)}")
         best_state, best, best_epoch, bad = None, float("-inf"), -1, 0
         history: list = []
         if cfg.log_path:

@@ -1,11 +1,17 @@
 """Unlearning methods behind one contract (see :mod:`graphforget.unlearn.base`).
 
->>> result = graphforget.unlearn.unlearn(model, graph, edges, method="ifru", k=3)
+>>> result = graphforget.unlearn(model, graph, edges, method="ifru", k=3)
 >>> result.model, result.graph, result.report
+>>> from graphforget.unlearn import IFRU, AltEraser      # the method classes
+
+The package itself is callable (``graphforget.unlearn(...)`` is :func:`unlearn`), and the method
+classes of :data:`METHODS` import lazily on first access.
 """
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest
 from .objective import SampleSet, sample_losses, total_loss
@@ -39,5 +45,24 @@ def unlearn(model, graph, request, method: str = "ifru", **options) -> UnlearnRe
     return get_unlearner(method, **options).unlearn(model, graph, request)
 
 
+CLASSES = {spec.split(":")[1]: spec for spec in METHODS.values()}
+
+
+def __getattr__(name: str):
+    if name in CLASSES:
+        module, cls = CLASSES[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``graphforget.unlearn(model, graph, edges, method=...)`` call :func:`unlearn`."""
+
+    def __call__(self, model, graph, request, method: str = "ifru", **options) -> UnlearnResult:
+        return unlearn(model, graph, request, method=method, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
 __all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "SampleSet",
-           "sample_losses", "total_loss", "METHODS", "get_unlearner", "unlearn"]
+           "sample_losses", "total_loss", "METHODS", "get_unlearner", "unlearn", *CLASSES]

@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     src.add_argument("--random-fraction", type=float, help="forget a random fraction of edges")
     p.add_argument("--method", default="ifru")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data split (as in `graphforget train`) and of the method")
     p.add_argument("--out", default=None, help="new checkpoint (default: CKPT with .forgot.pt)")
     p.set_defaults(func=_run)
 
@@ -45,7 +46,7 @@ def _run(args) -> int:
     from ..train import evaluate, load_checkpoint, save_checkpoint
     from . import UnlearningRequest, unlearn
 
-    graph = load_dataset(args.data, root=args.root, seed=0, verbose=True)
+    graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=True)
     model, payload = load_checkpoint(args.checkpoint, graph)
     if args.edges:
         request = UnlearningRequest(edges=_read_edges(args.edges))
