@@ -173,3 +173,21 @@ def test_unknown_options_are_rejected():
         get_unlearner("ifru", solver="newton")
     with pytest.raises(ValueError):
         get_unlearner("ifru", prune_ratio=0.0)
+
+
+def test_summed_loss_equals_sum_of_sample_losses_and_bpr_equals_score_difference():
+    from graphforget.models import build_model
+    from graphforget.unlearn.objective import SampleSet, sample_losses, summed_loss
+
+    g = random_graph(seed=5, labels=True)
+    for model_name, layers in (("mf", 0), ("lightgcn", 2), ("ngcf", 2)):
+        model = build_model(model_name, g.num_users, g.num_items, dim=6, layers=layers, seed=1).double()
+        ego = model.embedding.detach()
+        out = model.propagate(g.adj().double() if layers else None, ego)
+        for samples in (SampleSet.bpr(g, seed=2), SampleSet.for_graph(g, "bce")):
+            ref = sample_losses(model, out, ego, samples, 0.3).sum()
+            torch.testing.assert_close(summed_loss(model, out, ego, samples, 0.3), ref, rtol=1e-12, atol=1e-12)
+        s = SampleSet.bpr(g, seed=2)
+        margin = model.score(s.users, s.items, out) - model.score(s.users, s.negatives, out)
+        torch.testing.assert_close(model.bpr_terms(out, s.users, s.items, s.negatives),
+                                   -torch.nn.functional.logsigmoid(margin))

@@ -62,7 +62,7 @@ from ..data.sparse import NormalizedAdjacency
 from ..models import RecModel
 from .base import Timer, UnlearnReport, Unlearner
 from .linalg import HessianOperator, conjugate_gradient, lissa, power_iteration
-from .objective import SampleSet, sample_losses
+from .objective import SampleSet, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
 
 
@@ -139,8 +139,8 @@ class LocalObjective:
         for t in self.terms:
             if t.graph not in outs:
                 outs[t.graph] = self.model.propagate(self._adj[t.graph], ego) if self.propagate else ego
-            total = total + t.weight * sample_losses(self.model, outs[t.graph], ego, t.samples,
-                                                     self.weight_decay).sum()
+            total = total + t.weight * summed_loss(self.model, outs[t.graph], ego, t.samples,
+                                                   self.weight_decay)
         return total
 
     def describe(self) -> str:

@@ -91,11 +91,37 @@ def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
     return data + 0.5 * weight_decay * reg
 
 
+def summed_loss(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
+                weight_decay: float) -> Tensor:
+    r"""``Σ_s ℓ_s`` — the value of ``sample_losses(...).sum()`` — with the regulariser summed
+    per node instead of per sample:
+
+    .. math::
+        \sum_s \tfrac{\lambda}{2} \sum_{v \in s} \lVert e_v \rVert^2
+            = \tfrac{\lambda}{2} \sum_v c_v \lVert e_v \rVert^2,
+
+    :math:`c_v` the number of times row :math:`v` occurs in the samples. One pass over the
+    ``[N, d]`` ego matrix replaces three ``[n, d]`` gathers (and their double backward in
+    Hessian-vector products, where those gathers were a third of the time on Gowalla).
+    """
+    dev = out.device
+    u, i = samples.users.to(dev), samples.items.to(dev)
+    nu = model.num_users
+    if samples.negatives is not None:
+        j = samples.negatives.to(dev)
+        data = model.bpr_terms(out, u, i, j)
+        nodes = torch.cat([u, i + nu, j + nu])
+    else:
+        data = model.bce_terms(out, u, i, samples.labels.to(dev))
+        nodes = torch.cat([u, i + nu])
+    counts = torch.bincount(nodes, minlength=ego.shape[0]).to(ego.dtype)
+    return data.sum() + 0.5 * weight_decay * (counts * ego.pow(2).sum(-1)).sum()
+
+
 def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
                weight_decay: float) -> Tensor:
     """``Σ_s ℓ_s(θ; adj)`` with the ego embeddings ``ego`` (a full ``[N, d]`` matrix)."""
-    out = model.propagate(adj, ego)
-    return sample_losses(model, out, ego, samples, weight_decay).sum()
+    return summed_loss(model, model.propagate(adj, ego), ego, samples, weight_decay)
 
 
 def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
