@@ -101,6 +101,7 @@ def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     panels = list(dict.fromkeys((r["dataset"], r["model"], r["deletion"]) for r in agg))
@@ -122,6 +123,7 @@ def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", label=family)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
         ax.set_xlabel("unlearning wall time (s)")
         ax.set_ylabel(y)
         ax.set_title(" / ".join(panel), fontsize=9)
