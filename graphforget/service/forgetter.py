@@ -63,7 +63,7 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph, edge_keys
 from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from ..unlearn import METHODS, Unlearner, get_unlearner
+from ..unlearn import Unlearner, get_unlearner, method_key
 from .ledger import Ledger, LedgerEntry, jsonable
 from .store import InteractionStore
 
@@ -208,15 +208,6 @@ def _finite(model) -> bool:
 
 
 # ---------------------------------------------------------------------- the service
-def _check_method(spec, role: str) -> None:
-    """``ValueError`` naming the known methods unless ``spec`` is an :class:`Unlearner` or a
-    name in :data:`graphforget.unlearn.METHODS` (any case)."""
-    if isinstance(spec, Unlearner):
-        return
-    if not isinstance(spec, str) or spec.lower() not in METHODS:
-        raise ValueError(f"unknown unlearning {role} {spec!r}; known methods: {sorted(METHODS)}")
-
-
 class Forgetter:
     """Forget interactions by raw id, atomically across store, model checkpoint and ledger.
 
@@ -254,9 +245,10 @@ class Forgetter:
                  ks: Sequence[int] = (20,), device: str = "cpu", keep_history: bool = False,
                  progress: Optional[Callable[[str], None]] = None) -> None:
         # methods first: a bad name fails before the store, ledger or model are touched
-        _check_method(method, "method")
-        if fallback is not None:
-            _check_method(fallback, "fallback")
+        if not isinstance(method, Unlearner):
+            method_key(method)
+        if fallback is not None and not isinstance(fallback, Unlearner):
+            method_key(fallback)
         if unlearner is None:
             unlearner = method if isinstance(method, Unlearner) else get_unlearner(method, **(options or {}))
         self.unlearner = unlearner

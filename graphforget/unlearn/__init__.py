@@ -30,12 +30,17 @@ METHODS = {
 }
 
 
+def method_key(method) -> str:
+    """Registry key of the method name ``method`` (any case); ``ValueError`` naming the known
+    methods for anything else."""
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise ValueError(f"unknown unlearning method {method!r}; choose from {sorted(METHODS)}")
+    return method.lower()
+
+
 def get_unlearner(method: str, **options) -> Unlearner:
     """Instantiate an unlearning method by name with its options."""
-    key = method.lower()
-    if key not in METHODS:
-        raise ValueError(f"unknown unlearning method {method!r}; choose from {sorted(METHODS)}")
-    module, cls = METHODS[key].split(":")
+    module, cls = METHODS[method_key(method)].split(":")
     return getattr(importlib.import_module(module), cls)(**options)
 
 
@@ -65,4 +70,4 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "SampleSet",
-           "sample_losses", "total_loss", "METHODS", "get_unlearner", "unlearn", *CLASSES]
+           "sample_losses", "total_loss", "METHODS", "method_key", "get_unlearner", "unlearn", *CLASSES]

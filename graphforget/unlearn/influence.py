@@ -184,9 +184,7 @@ def newly_isolated(new_graph: InteractionGraph, endpoints: Tensor) -> Tensor:
     we choose 0 anyway, the state of a node that has learned nothing, so it no longer ranks
     anything by what it learned from the forgotten data.
     """
-    deg = torch.bincount(torch.cat([new_graph.train_edges[0], new_graph.train_edges[1] + new_graph.num_users]),
-                         minlength=new_graph.num_nodes)
-    return endpoints[deg[endpoints] == 0]
+    return endpoints[new_graph.degree[endpoints] == 0]
 
 
 class InfluenceFunction(Unlearner):

@@ -70,6 +70,15 @@ class SampleSet:
         return torch.stack(cols, 1)
 
 
+def data_terms(model: RecModel, out: Tensor, samples: SampleSet) -> Tensor:
+    """Per-sample data losses ``[n]`` (BPR with the fixed negatives, or BCE with the labels)."""
+    dev = out.device
+    u, i = samples.users.to(dev), samples.items.to(dev)
+    if samples.negatives is not None:
+        return model.bpr_terms(out, u, i, samples.negatives.to(dev))
+    return model.bce_terms(out, u, i, samples.labels.to(dev))
+
+
 def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
                   weight_decay: float) -> Tensor:
     """Per-sample ``ℓ_s`` (data term + ½λ Σ‖e_v‖² over the sample's ego rows), shape ``[n]``.
@@ -78,17 +87,9 @@ def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
         out: propagated representations ``[N, d']`` (from ``model.propagate(adj, ego)``).
         ego: ego embeddings ``[N, d]`` the representations were computed from.
     """
-    dev = out.device
-    u, i = samples.users.to(dev), samples.items.to(dev)
-    nu = model.num_users
-    if samples.negatives is not None:
-        j = samples.negatives.to(dev)
-        data = model.bpr_terms(out, u, i, j)
-        reg = ego[u].pow(2).sum(-1) + ego[i + nu].pow(2).sum(-1) + ego[j + nu].pow(2).sum(-1)
-    else:
-        data = model.bce_terms(out, u, i, samples.labels.to(dev))
-        reg = ego[u].pow(2).sum(-1) + ego[i + nu].pow(2).sum(-1)
-    return data + 0.5 * weight_decay * reg
+    nodes = samples.nodes(model.num_users).to(out.device)
+    reg = sum(ego[col].pow(2).sum(-1) for col in nodes.unbind(1))
+    return data_terms(model, out, samples) + 0.5 * weight_decay * reg
 
 
 def summed_loss(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
@@ -104,18 +105,9 @@ def summed_loss(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
     ``[N, d]`` ego matrix replaces three ``[n, d]`` gathers (and their double backward in
     Hessian-vector products, where those gathers were a third of the time on Gowalla).
     """
-    dev = out.device
-    u, i = samples.users.to(dev), samples.items.to(dev)
-    nu = model.num_users
-    if samples.negatives is not None:
-        j = samples.negatives.to(dev)
-        data = model.bpr_terms(out, u, i, j)
-        nodes = torch.cat([u, i + nu, j + nu])
-    else:
-        data = model.bce_terms(out, u, i, samples.labels.to(dev))
-        nodes = torch.cat([u, i + nu])
-    counts = torch.bincount(nodes, minlength=ego.shape[0]).to(ego.dtype)
-    return data.sum() + 0.5 * weight_decay * (counts * ego.pow(2).sum(-1)).sum()
+    nodes = samples.nodes(model.num_users).to(out.device)
+    counts = torch.bincount(nodes.reshape(-1), minlength=ego.shape[0]).to(ego.dtype)
+    return data_terms(model, out, samples).sum() + 0.5 * weight_decay * (counts * ego.pow(2).sum(-1)).sum()
 
 
 def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
