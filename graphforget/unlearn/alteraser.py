@@ -30,15 +30,15 @@ The gradient :math:`g` is exact (autograd through propagation, restricted to the
 can reach an affected row); only the Hessian blocks are closed forms.
 
 **Known limitation: models trained for a fixed budget.** A model trained for a fixed number
-of epochs is not a minimiser of :math:`\mathcal{L}` (on ml100k MF after 40 Adam epochs the
-gradient norm on the rows affected by a 1% deletion is ~150, against ~5 for the deleted samples'
-own terms). Block Newton then keeps *training* the affected rows toward the weakly regularised
+of epochs is not a minimiser of :math:`\mathcal{L}`: the gradient of the original objective on
+the affected rows is far from zero, larger than the deleted samples' own terms. Block Newton then keeps *training* the affected rows toward the weakly regularised
 optimum and overfits them (ml100k MF, 1%: Recall@20 0.248 → 0.230 / 0.217 / 0.199 after 1 / 3 /
-10 rounds; the retrain has 0.249). Anchoring the objective at the trained point,
+10 rounds; the retrain has 0.249; ``experiments/results/alteraser.md``). Anchoring the objective at the trained point,
 :math:`\mathcal{L}'(E) - \langle \nabla \mathcal{L}(E_0), E \rangle` (stationary where
 :math:`\nabla\mathcal{L}' = \nabla\mathcal{L}(E_0)`, IFRU's equation), was tried and is worse:
 with saturated BPR margins the block curvature is ≈ δ, the linear term is unbounded below in
-those directions, and rows run off (Recall@20 0.12). AltEraser is exact and fast where the
+those directions, and rows run off (utility fell further than without the anchor, in a trial
+not kept in the code). AltEraser is exact and fast where the
 original is (close to) a minimiser — MF blocks of convex sub-problems, the tests' quadratic
 problems, well-converged models.
 

@@ -175,10 +175,9 @@ class InfluenceProblem:
 def newly_isolated(new_graph: InteractionGraph, endpoints: Tensor) -> Tensor:
     """Endpoints of deleted edges with no training edge left in ``new_graph`` (global ids).
 
-    Such a node's rows get no data term in the new objective, so the Hessian block is only the
-    (tiny) damping and a Newton step on it is unbounded — on ml100k MF, deleting 10 users
-    made a few items that only those users had rated dominate every ranking (Recall@20
-    0.248 → 0.073). Such rows are set to 0: for a user (never a BPR negative) that is the exact
+    Such a node's rows get no data term in the new objective (at most fixed-negative terms for
+    an item), so its Hessian block is little more than the damping and a Newton step on it is
+    unbounded. Such rows are set to 0: for a user (never a BPR negative) that is the exact
     minimiser of what is left of its objective, the L2 term; an item may still be the fixed
     negative of other users' samples, whose minimiser would push it slightly further down —
     we choose 0 anyway, the state of a node that has learned nothing, so it no longer ranks
