@@ -32,6 +32,18 @@ class RecModel(nn.Module):
 
     name = "base"
     num_layers = 0
+    #: ``propagate`` is ``Z = P E`` for a fixed symmetric matrix ``P`` (a polynomial in the
+    #: adjacency, or ``I``) and the scores/losses are this class's inner-product ones; lets
+    #: unlearning take Hessian-vector products in closed form (``unlearn.curvature``).
+    linear_propagation = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # a subclass that redefines how representations, scores or losses are computed is not
+        # covered by the closed form unless it says so itself
+        super().__init_subclass__(**kwargs)
+        redefined = {"propagate", "score", "bpr_terms", "bce_terms"} & set(cls.__dict__)
+        if redefined and "linear_propagation" not in cls.__dict__:
+            cls.linear_propagation = False
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64, init_std: float = 0.1,
                  seed: Optional[int] = None) -> None:

@@ -25,6 +25,7 @@ class LightGCN(RecModel):
     """LightGCN with ``num_layers`` propagation layers and layer weights ``alpha``."""
 
     name = "lightgcn"
+    linear_propagation = True
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64, num_layers: int = 3,
                  alpha: Optional[Sequence[float]] = None, init_std: float = 0.1,

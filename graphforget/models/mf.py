@@ -12,6 +12,7 @@ class MF(RecModel):
     """Matrix factorisation (BPR-MF / the IFRU "MF" rows). ``propagate`` ignores ``adj``."""
 
     name = "mf"
+    linear_propagation = True
 
     def propagate(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
         return self.embedding if embedding is None else embedding

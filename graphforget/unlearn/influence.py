@@ -61,6 +61,7 @@ from ..data.graph import InteractionGraph
 from ..data.sparse import NormalizedAdjacency
 from ..models import RecModel
 from .base import Timer, UnlearnReport, Unlearner
+from .curvature import LinearModelHessian
 from .linalg import HessianOperator, conjugate_gradient, lissa, power_iteration
 from .objective import SampleSet, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
@@ -122,26 +123,34 @@ class LocalObjective:
         self.base = self.region.take(embedding.detach())
         loc = self.region.local(rows)
         inside = loc >= 0
-        self._all_inside = bool(inside.all())
-        self._inside = inside.to(dev)
-        self._loc = loc[inside].to(dev)
-        self._adj = {}
+        self.all_inside = bool(inside.all())
+        self.inside = inside.to(dev)
+        self.loc = loc[inside].to(dev)
+        self.adj = {}
         for key in {t.graph for t in kept}:  # a model without layers never reads the adjacency
-            self._adj[key] = (self.region.adj(adjacencies[key], embedding.dtype, dev)
-                              if propagate and hops > 0 else None)
+            self.adj[key] = (self.region.adj(adjacencies[key], embedding.dtype, dev)
+                             if propagate and hops > 0 else None)
         self.terms = [Term(self.region.localise(t.samples, nu), t.graph, t.weight) for t in kept]
 
     def __call__(self, theta: Tensor) -> Tensor:
-        part = theta if self._all_inside else theta[self._inside]
-        ego = self.base.index_put((self._loc,), part)
+        part = theta if self.all_inside else theta[self.inside]
+        ego = self.base.index_put((self.loc,), part)
         total = theta.sum() * 0.0  # keeps f a function of θ when no sample depends on it
         outs: dict[str, Tensor] = {}
         for t in self.terms:
             if t.graph not in outs:
-                outs[t.graph] = self.model.propagate(self._adj[t.graph], ego) if self.propagate else ego
+                outs[t.graph] = self.model.propagate(self.adj[t.graph], ego) if self.propagate else ego
             total = total + t.weight * summed_loss(self.model, outs[t.graph], ego, t.samples,
                                                    self.weight_decay)
         return total
+
+    def hessian_operator(self, theta: Tensor, damping: float = 0.0):
+        """Matrix-free ``v ↦ (∇²f(θ) + δI) v`` at ``theta``: closed-form products through
+        the propagation matrix for linear-propagation models (MF, LightGCN; and any model in
+        paper mode), double backward otherwise (:mod:`graphforget.unlearn.curvature`)."""
+        if self.model.linear_propagation or not self.propagate:
+            return LinearModelHessian(self, theta, damping)
+        return HessianOperator(self, theta, damping)
 
     def describe(self) -> str:
         r = self.region
@@ -289,7 +298,7 @@ class InfluenceFunction(Unlearner):
         """``p = (H'_{SS} + δI)^{-1} g`` by CG or LiSSA; fills the report's solver fields."""
         f = self.hessian_objective(prob)
         prob.notes.append(f"hessian: {f.describe()}")
-        op = HessianOperator(f, prob.embedding[prob.rows.to(prob.embedding.device)], self.damping)
+        op = f.hessian_operator(prob.embedding[prob.rows.to(prob.embedding.device)], self.damping)
         scale = None
         for attempt in range(self.damping_retries + 1):
             if self.solver == "cg":
