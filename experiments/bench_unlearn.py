@@ -69,6 +69,9 @@ def main() -> None:
                     help="NAME[:key=value,...]; repeatable; default: " + ", ".join(METHODS))
     ap.add_argument("--retrain", choices=["full", "extrapolate", "none"], default="full")
     ap.add_argument("--retrain-epochs", type=int, default=1, help="epochs timed with --retrain extrapolate")
+    ap.add_argument("--retrain-seeds", type=int, default=1,
+                    help="with --retrain full: also retrain with seeds seed+1.. to show the "
+                         "seed-to-seed spread of utility (the first seed is the timed reference)")
     ap.add_argument("--converge-epochs", type=int, default=None,
                     help="epochs a retrain needs, for --retrain extrapolate (default --epochs)")
     ap.add_argument("--out", default="runs/bench/bench_unlearn.jsonl")
@@ -118,25 +121,31 @@ def main() -> None:
             ref = None
             if args.retrain != "none":
                 epochs = args.epochs if args.retrain == "full" else args.retrain_epochs
-                un = get_unlearner("retrain", config=dataclasses.replace(config, epochs=epochs), seed=args.seed)
-                sync(dev)
-                t = time.perf_counter()
-                res = un.unlearn(model, graph, edges)
-                sync(dev)
-                wall = time.perf_counter() - t
-                row = {"scenario": scen, "method": "retrain", "options": {"epochs": epochs},
-                       "wall_seconds": wall, "extrapolated": args.retrain == "extrapolate"}
-                if args.retrain == "extrapolate":
-                    conv = args.converge_epochs or args.epochs
-                    row.update(wall_seconds=wall / epochs * conv, measured_seconds=wall,
-                               measured_epochs=epochs, converge_epochs=conv)
-                else:
-                    row.update(utility(res.model, res.graph, dev))
-                    ref = row
-                retrain_seconds = row["wall_seconds"]
-                print(f"[{scen}] retrain {row}")
-                f.write(json.dumps({**common, **row}) + "\n")
-                f.flush()
+                seeds = range(args.seed, args.seed + (args.retrain_seeds if args.retrain == "full" else 1))
+                for seed in seeds:
+                    un = get_unlearner("retrain", config=dataclasses.replace(config, epochs=epochs, seed=seed),
+                                       seed=seed)
+                    sync(dev)
+                    t = time.perf_counter()
+                    res = un.unlearn(model, graph, edges)
+                    sync(dev)
+                    wall = time.perf_counter() - t
+                    row = {"scenario": scen, "method": "retrain", "options": {"epochs": epochs, "seed": seed},
+                           "wall_seconds": wall, "extrapolated": args.retrain == "extrapolate"}
+                    if args.retrain == "extrapolate":
+                        conv = args.converge_epochs or args.epochs
+                        row.update(wall_seconds=wall / epochs * conv, measured_seconds=wall,
+                                   measured_epochs=epochs, converge_epochs=conv)
+                    else:
+                        row.update(utility(res.model, res.graph, dev))
+                        if ref is not None:
+                            row["relative_to_retrain"] = {k: row[k] / ref[k] - 1 for k in ("recall@20", "ndcg@20")}
+                        ref = ref or row
+                    if seed == args.seed:
+                        retrain_seconds = row["wall_seconds"]
+                    print(f"[{scen}] retrain {row}")
+                    f.write(json.dumps({**common, **row}) + "\n")
+                    f.flush()
             for name, opts in methods:
                 un = get_unlearner(name, weight_decay=args.weight_decay, seed=args.seed, **opts) \
                     if name != "finetune" else get_unlearner(name, config=config, seed=args.seed, **opts)

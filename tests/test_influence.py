@@ -1,5 +1,6 @@
 """Influence-function unlearning (IF, and the shared machinery): exactness, signs, bad input."""
 import copy
+import math
 
 import pytest
 import torch
@@ -76,6 +77,24 @@ def test_newton_step_is_exact_on_quadratic_objective(method, opts):
     assert rep.converged and rep.hvps >= rep.solver_iterations > 0
     assert rep.solver_residual <= opts["tol"] and rep.damping == 0.0
     assert rep.affected_parameters == rep.affected_nodes * 4
+    # at an exact optimum g is the new objective's gradient, and the exact Newton step lowers a
+    # quadratic by ½ gᵀH⁻¹g = ½ gᵀp: f(θ) − f(θ') computed from the two optima in closed form
+    assert rep.gradient_mismatch < 1e-6
+    samples = SampleSet.for_graph(new)
+    f = lambda e: float(total_loss(res.model, None, e, samples, wd))  # noqa: E731
+    torch.testing.assert_close(rep.objective_change, f(ref) - f(model.embedding.detach()), rtol=1e-6, atol=1e-9)
+    assert rep.objective_change < 0 and not any("raises the new training objective" in n for n in rep.notes)
+
+
+def test_step_check_flags_a_model_far_from_stationary():
+    g, model = _lightgcn(layers=2)  # random embeddings: nowhere near an optimum
+    res = get_unlearner("ifru", weight_decay=1e-2, damping=1.0).unlearn(model, g, g.train_edges[:, [3, 17]])
+    rep = res.report
+    assert rep.gradient_mismatch > 1.0
+    raised = any("raises the new training objective" in n for n in rep.notes)
+    assert raised == (rep.objective_change > 0)
+    paper = get_unlearner("ifru", weight_decay=1e-2, paper_mode=True).unlearn(model, g, g.train_edges[:, [3, 17]])
+    assert math.isnan(paper.report.objective_change)  # no propagated objective to check against
 
 
 def test_scif_is_exact_for_label_replacement_on_quadratic_objective():

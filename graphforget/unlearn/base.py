@@ -7,6 +7,7 @@ graph and a :class:`UnlearnReport`. Inputs are never mutated.
 from __future__ import annotations
 
 import copy
+import math
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -63,6 +64,9 @@ class UnlearnReport:
 
     Times in seconds: ``graph_update`` (new graph / adjacency), ``gradient`` (direct and
     spillover terms), ``solve`` (Hessian solve or optimisation), ``apply`` (writing the update).
+    Newton-step methods also fill the solver fields and the step diagnostics
+    ``gradient_mismatch`` / ``objective_change``
+    (:meth:`~graphforget.unlearn.influence.InfluenceFunction.check_step`).
     """
 
     method: str
@@ -75,6 +79,8 @@ class UnlearnReport:
     solver_residual: float = float("nan")
     damping: float = 0.0
     converged: Optional[bool] = None
+    gradient_mismatch: float = float("nan")
+    objective_change: float = float("nan")
     affected_nodes: int = 0
     affected_parameters: int = 0
     peak_memory_mb: float = 0.0
@@ -93,6 +99,9 @@ class UnlearnReport:
             parts.append(f"hvps={self.hvps} iters={self.solver_iterations} "
                          f"residual={self.solver_residual:.2e} damping={self.damping:g} "
                          f"converged={self.converged}")
+        if not math.isnan(self.objective_change):  # a Newton step was checked
+            parts.append(f"objective_change={self.objective_change:.3g} "
+                         f"gradient_mismatch={self.gradient_mismatch:.3g}")
         parts.append(f"affected nodes={self.affected_nodes} params={self.affected_parameters} "
                      f"peak_mem={self.peak_memory_mb:.1f}MB")
         return " ".join(parts)

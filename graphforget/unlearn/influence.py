@@ -322,6 +322,8 @@ class InfluenceFunction(Unlearner):
             prob.notes.append(f"lissa scale {scale + op.damping:.4g}")
         gnorm = float(g.norm())
         residual = float((g - op(p)).norm()) / gnorm if gnorm > 0 else 0.0  # true residual
+        if not self.paper_mode:
+            self.check_step(prob, f, g, p, report)
         if report is not None:
             report.hvps += op.count
             report.solver_iterations = info["iterations"]
@@ -329,6 +331,41 @@ class InfluenceFunction(Unlearner):
             report.damping = op.damping
             report.converged = bool(residual <= self.tol)
         return p
+
+    def check_step(self, prob: InfluenceProblem, f: LocalObjective, g: Tensor, p: Tensor,
+                   report: Optional[UnlearnReport] = None) -> None:
+        r"""Validation-free diagnostics of the step, from the new training objective ``f``
+        (the terms of :math:`\mathcal{L}(\theta; \mathcal{D}', \hat{A}')` that depend on
+        :math:`\theta_S`; one forward + backward and one forward on its region):
+
+        * ``gradient_mismatch`` :math:`= \lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}',
+          \hat{A}') - g \rVert / \lVert g \rVert`. With the exact ``g`` of IFRU this is
+          :math:`\lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}, \hat{A}) \rVert / \lVert g
+          \rVert`: 0 for a model trained to a stationary point, which the Newton step
+          assumes, and ≫ 1 for a model stopped after a fixed budget (IF's ``g`` also omits
+          the spillover, which adds to it).
+        * ``objective_change`` :math:`= f(\theta_S - p) - f(\theta_S)`: negative when the step
+          moves the model towards the retrained optimum on the data it keeps. A positive value
+          is noted: the step is not a descent step of the new objective, i.e. the stationarity
+          assumption fails at this model.
+        """
+        theta = prob.embedding[prob.rows.to(prob.embedding.device)].detach()
+        with torch.enable_grad():
+            x = theta.clone().requires_grad_(True)
+            before = f(x)
+            (grad,) = torch.autograd.grad(before, x, allow_unused=True)
+        grad = torch.zeros_like(theta) if grad is None else grad
+        with torch.no_grad():
+            change = float(f(theta - p.to(theta.dtype))) - float(before)
+        gnorm = float(g.norm())
+        mismatch = float((grad - g).norm()) / gnorm if gnorm > 0 else float("nan")
+        if report is not None:
+            report.gradient_mismatch, report.objective_change = mismatch, change
+        if change > 0:
+            prob.notes.append(f"the step raises the new training objective by {change:.4g} "
+                              f"(gradient mismatch {mismatch:.3g}): the model is not at a stationary "
+                              "point of its objective, which influence steps assume; train it to "
+                              "convergence, raise the damping, or use retrain / fine-tune")
 
     # ---------------------------------------------------------------- contract
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
