@@ -5,6 +5,7 @@ import torch
 from conftest import random_graph
 from graphforget.models import LightGCN
 from graphforget.unlearn.linalg import (HessianOperator, batched_block_solve, conjugate_gradient,
+                                        lanczos_damped_solve,
                                         dense_hessian, hvp, lissa, power_iteration)
 from graphforget.unlearn.objective import SampleSet, total_loss
 
@@ -110,3 +111,44 @@ def test_batched_block_solve_equals_per_block_solves():
         torch.testing.assert_close(x[k], ref)
     with pytest.raises(ValueError):
         batched_block_solve(blocks, g[:3])
+
+
+def _restart_ladder(a, b, ladder, tol, max_iter):
+    """Reference: CG, raising the damping and restarting on failure (the pre-Lanczos rule)."""
+    products = 0
+    for d in ladder:
+        x, info = conjugate_gradient(lambda v: a @ v + d * v, b, tol, max_iter)
+        products += info["matvecs"]
+        if info["converged"] and not info["negative_curvature"]:
+            return x, d, products
+    return None, float("nan"), products
+
+
+@pytest.mark.parametrize("shift", [0.0, -3.0, -40.0])
+def test_lanczos_damped_solve_picks_the_restart_ladders_damping_with_fewer_products(shift):
+    a = _spd(40, seed=3, cond=100.0) + shift * torch.eye(40, dtype=torch.float64)  # indefinite if shift < -1
+    b = torch.randn(40, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    ladder = [0.0, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+    x, info = lanczos_damped_solve(lambda v: a @ v, b, ladder, tol=1e-10, max_iter=200)
+    ref_x, ref_d, ref_products = _restart_ladder(a, b, ladder, 1e-10, 200)
+    assert info["damping"] == ref_d
+    assert info["converged"] and (info["raised"] != []) == (shift < -1.0)
+    exact = torch.linalg.solve(a + ref_d * torch.eye(40, dtype=torch.float64), b)
+    torch.testing.assert_close(x, exact, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(x, ref_x, rtol=1e-7, atol=1e-9)
+    assert info["matvecs"] <= ref_products + 1  # same Krylov iterates; rounding may cost one
+    if shift < -1.0:
+        assert info["matvecs"] < ref_products  # the restarts' products are saved
+
+
+def test_lanczos_damped_solve_raises_on_max_iter_and_reports_failure():
+    a = _spd(30, seed=5, cond=1e6)
+    b = torch.randn(30, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    x, info = lanczos_damped_solve(lambda v: a @ v, b, [0.0, 1e3], tol=1e-12, max_iter=3)
+    assert info["raised"] == [(0.0, 1e3, "max_iter")] and info["damping"] == 1e3
+    assert float((a @ x + 1e3 * x - b).norm() / b.norm()) == pytest.approx(info["residual"], rel=1e-3, abs=1e-14)
+    # a ladder that never becomes positive definite: no solution, nan damping
+    x, info = lanczos_damped_solve(lambda v: -a @ v, b, [0.0, 1.0], tol=1e-8, max_iter=50)
+    assert not info["converged"] and info["damping"] != info["damping"] and float(x.abs().sum()) == 0.0
+    with pytest.raises(ValueError):
+        lanczos_damped_solve(lambda v: a @ v, b, [1.0, 0.1])

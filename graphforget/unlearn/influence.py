@@ -41,7 +41,8 @@ gradient of a sample set needs the nodes within ``K`` hops of its nodes; the Hes
 ``θ_S`` needs the samples touching the ``K``-hop reach of ``S`` and then the ``K``-hop region of
 their nodes; a region holding more than ``fallback_fraction`` of the graph is replaced by the
 full graph (noted in the report). The system :math:`(H'_{SS} + \delta I) p = g_S` is solved by
-conjugate gradients with exact Hessian-vector products (double backward), or LiSSA.
+conjugate gradients with exact Hessian-vector products (closed form for linear-propagation
+models, :mod:`graphforget.unlearn.curvature`; double backward otherwise), or LiSSA.
 
 **IF** (this class): the direct term only, on the deleted edges' endpoints
 :math:`S = \{u, U + i : (u, i) \in \Delta\mathcal{D}\}` — as the IF baseline of the IFRU paper.
@@ -62,7 +63,7 @@ from ..data.sparse import NormalizedAdjacency
 from ..models import RecModel
 from .base import Timer, UnlearnReport, Unlearner
 from .curvature import LinearModelHessian
-from .linalg import HessianOperator, conjugate_gradient, lissa, power_iteration
+from .linalg import HessianOperator, lanczos_damped_solve, lissa, power_iteration
 from .objective import SampleSet, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
 
@@ -202,9 +203,9 @@ class InfluenceFunction(Unlearner):
         damping: :math:`\\delta` added to the Hessian.
         solver: ``"cg"`` (conjugate gradients) or ``"lissa"``.
         tol: relative residual at which the solver stops.
-        max_iter: solver iteration cap. CG that has not reached ``tol`` within it counts as
-            failed like negative curvature: δ is raised tenfold and the solve repeated (a
-            truncated iterate on a near-singular system is not a Newton step).
+        max_iter: solver iteration cap per damping. CG that has not reached ``tol`` within it
+            counts as failed like negative curvature: δ is raised tenfold (a truncated iterate
+            on a near-singular system is not a Newton step).
         weight_decay: the λ of the per-sample L2 term the model was trained with.
         loss: ``"auto"`` (BCE on labelled graphs, else BPR), ``"bpr"`` or ``"bce"``.
         paper_mode: form the Hessian without propagation (representations = ego embeddings),
@@ -216,7 +217,9 @@ class InfluenceFunction(Unlearner):
         damping_retries: how often δ may be raised tenfold (to at least 0.01) when the solver
             finds :math:`H' + \\delta I` indefinite or does not converge — the objective is non-convex, and a model
             trained only briefly can sit where it has negative curvature. The damping actually
-            used is reported.
+            used is reported. CG raises δ inside one Krylov space
+            (:func:`~graphforget.unlearn.linalg.lanczos_damped_solve`): no products are spent
+            on restarts; LiSSA restarts.
         seed: seed of the fixed BPR negatives (must match the one used to define the
             objective; the negatives are drawn inside unlearning).
     """
@@ -298,27 +301,31 @@ class InfluenceFunction(Unlearner):
         """``p = (H'_{SS} + δI)^{-1} g`` by CG or LiSSA; fills the report's solver fields."""
         f = self.hessian_objective(prob)
         prob.notes.append(f"hessian: {f.describe()}")
-        op = f.hessian_operator(prob.embedding[prob.rows.to(prob.embedding.device)], self.damping)
-        scale = None
-        for attempt in range(self.damping_retries + 1):
-            if self.solver == "cg":
-                p, info = conjugate_gradient(op, g, self.tol, self.max_iter)
-                failed = info["negative_curvature"] or not info["converged"]
-            else:
-                if scale is None:
-                    scale = self.lissa_scale or 1.1 * power_iteration(op, g, seed=self.seed)
-                p, info = lissa(op, g, scale + op.damping, self.tol, self.max_iter)
-                failed = not math.isfinite(info["residual"]) or info["residual"] > 1.0
-            if not failed or attempt == self.damping_retries:
-                break
-            old = op.damping
-            op.damping = max(10.0 * old, 1e-2)
-            why = ("not positive definite at θ (non-convex objective)"
-                   if self.solver == "lissa" or info["negative_curvature"] else
-                   f"not solved to tol in {self.max_iter} iterations (near-singular: saturated "
-                   "losses leave directions with almost no curvature)")
-            prob.notes.append(f"{self.solver}: H' + {old:g} I {why}; damping raised to {op.damping:g}")
-        if self.solver == "lissa":
+        ladder = [self.damping]
+        for _ in range(self.damping_retries):
+            ladder.append(max(10.0 * ladder[-1], 1e-2))
+        theta = prob.embedding[prob.rows.to(prob.embedding.device)]
+        if self.solver == "cg":
+            op = f.hessian_operator(theta, 0.0)
+            p, info = lanczos_damped_solve(op, g, ladder, self.tol, self.max_iter)
+            for old, new, why in info["raised"]:
+                why = ("not positive definite at θ (non-convex objective)" if why == "indefinite" else
+                       f"not solved to tol in {self.max_iter} iterations (near-singular: saturated "
+                       "losses leave directions with almost no curvature)")
+                prob.notes.append(f"cg: H' + {old:g} I {why}; damping raised to {new:g}")
+            op.damping = info["damping"] if math.isfinite(info["damping"]) else ladder[-1]
+            if not math.isfinite(info["damping"]):
+                prob.notes.append(f"cg: H' + {ladder[-1]:g} I still indefinite: no step taken")
+        else:
+            op = f.hessian_operator(theta, self.damping)
+            scale = self.lissa_scale or 1.1 * power_iteration(op, g, seed=self.seed)
+            for attempt, damping in enumerate(ladder):
+                op.damping = damping
+                p, info = lissa(op, g, scale + damping, self.tol, self.max_iter)
+                if (math.isfinite(info["residual"]) and info["residual"] <= 1.0) or attempt == len(ladder) - 1:
+                    break
+                prob.notes.append(f"lissa: H' + {damping:g} I not positive definite at θ "
+                                  f"(non-convex objective); damping raised to {ladder[attempt + 1]:g}")
             prob.notes.append(f"lissa scale {scale + op.damping:.4g}")
         gnorm = float(g.norm())
         residual = float((g - op(p)).norm()) / gnorm if gnorm > 0 else 0.0  # true residual

@@ -10,6 +10,8 @@ objective with respect to a parameter tensor :math:`\theta` (any shape), without
   :math:`\nabla_\theta \langle g(\theta), v\rangle = H v` (:math:`H` symmetric). The operator
   builds :math:`g`'s graph once and reuses it for every product (one backward per HVP).
 * :func:`conjugate_gradient` — CG for symmetric positive-definite systems.
+* :func:`lanczos_damped_solve` — CG's iterates for a whole ladder of dampings from one Lanczos
+  run (raising the damping costs no restart).
 * :func:`lissa` — the stochastic-free LiSSA / Neumann recursion of Agarwal et al. (2017), as used
   by Koh & Liang (2017).
 * :func:`batched_block_solve` — independent small dense systems on a stack (block-diagonal
@@ -18,7 +20,7 @@ objective with respect to a parameter tensor :math:`\theta` (any shape), without
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -126,6 +128,101 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float
     return x, info
 
 
+def lanczos_damped_solve(matvec: Callable[[Tensor], Tensor], b: Tensor, dampings: Sequence[float],
+                         tol: float = 1e-5, max_iter: int = 100) -> tuple[Tensor, dict]:
+    r"""Solve :math:`(A + \delta I) x = b` for the first damping of a ladder
+    :math:`\delta_0 < \delta_1 < \dots` at which CG would succeed, from **one** Krylov space.
+
+    Krylov spaces are shift-invariant, :math:`\mathcal{K}_m(A + \delta I, b) =
+    \mathcal{K}_m(A, b)`, so the Lanczos relation :math:`A V_m = V_m T_m + \beta_{m+1}
+    v_{m+1} e_m^\top` built with ``matvec`` :math:`= A` serves every damping: the CG iterate of
+    the damped system is :math:`x_m = V_m (T_m + \delta I)^{-1} \lVert b\rVert e_1` and its
+    residual norm is :math:`\beta_{m+1} |e_m^\top (T_m + \delta I)^{-1} \lVert b\rVert e_1|`.
+    CG on :math:`A + \delta I` meets a direction of non-positive curvature exactly when
+    :math:`T_m + \delta I` stops being positive definite (its pivots are CG's curvatures), so
+
+    * the current damping moves up the ladder as soon as :math:`\lambda_{\min}(T_m) + \delta
+      \le 0` — the decision :func:`conjugate_gradient` + "raise the damping and restart"
+      would take, without the restart's wasted products;
+    * after ``max_iter`` products at one damping without convergence, it moves up too (to
+      the smallest larger damping already solved to ``tol``, else the next), and iterating
+      goes on — at most ``max_iter`` products per damping, as with restarts.
+
+    Costs one product per iteration and keeps the Lanczos basis (``iterations + 1`` vectors of
+    ``b``'s size); no reorthogonalisation, like CG.
+
+    Returns:
+        ``(x, info)`` as :func:`conjugate_gradient`, plus ``"damping"`` (the damping solved
+        for, ``nan`` when none of the ladder worked) and ``"raised"`` (a list of
+        ``(old, new, reason)`` with reason ``"indefinite"`` or ``"max_iter"``).
+    """
+    shifts = [float(d) for d in dampings]
+    if not shifts or any(b_ <= a_ for a_, b_ in zip(shifts, shifts[1:])):
+        raise ValueError(f"dampings must be a non-empty increasing ladder, got {dampings}")
+    bnorm = float(b.norm())
+    info = {"iterations": 0, "residual": 0.0, "converged": True, "matvecs": 0,
+            "negative_curvature": False, "damping": shifts[0], "raised": []}
+    if bnorm == 0.0:
+        return torch.zeros_like(b), info
+    basis = [b / bnorm]
+    alphas: list[float] = []
+    betas: list[float] = []  # betas[j] couples basis[j] and basis[j + 1]
+    k = 0
+    y = None
+
+    def solve_tridiagonal(shift: float) -> Tensor:
+        return evecs @ (evecs[0] * bnorm / (evals + shift))
+
+    for it in range(1, max_iter * len(shifts) + 1):
+        w = matvec(basis[-1])
+        info["matvecs"] += 1
+        alpha = float(_dot(w, basis[-1]))
+        w = w - alpha * basis[-1]
+        if len(basis) > 1:
+            w = w - betas[-1] * basis[-2]
+        beta = float(w.norm())
+        alphas.append(alpha)
+        t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            t = t + torch.diag(off, 1) + torch.diag(off, -1)
+        evals, evecs = torch.linalg.eigh(t)
+        while k < len(shifts) and float(evals[0]) + shifts[k] <= 0.0:
+            if k + 1 < len(shifts):
+                info["raised"].append((shifts[k], shifts[k + 1], "indefinite"))
+            info["negative_curvature"] = True
+            k += 1
+        info["iterations"] = it
+        if k == len(shifts):
+            info.update(converged=False, damping=float("nan"), residual=float("nan"))
+            return torch.zeros_like(b), info
+        y = solve_tridiagonal(shifts[k])
+        res = beta * abs(float(y[-1])) / bnorm
+        if res <= tol or beta <= 1e-14 * bnorm:  # converged, or the Krylov space is invariant
+            break
+        if it % max_iter == 0:  # this damping had its max_iter products: raise it
+            if k + 1 == len(shifts):
+                break
+            k2 = k + 1  # the smallest larger damping already solved to tol, else the next one
+            for cand in range(k + 1, len(shifts)):
+                if beta * abs(float(solve_tridiagonal(shifts[cand])[-1])) / bnorm <= tol:
+                    k2 = cand
+                    break
+            info["raised"].append((shifts[k], shifts[k2], "max_iter"))
+            k = k2
+            y = solve_tridiagonal(shifts[k])
+            res = beta * abs(float(y[-1])) / bnorm
+            if res <= tol:
+                break
+        betas.append(beta)
+        basis.append(w / beta)
+    x = torch.zeros_like(b)
+    for coef, v in zip(y.tolist(), basis):
+        x.add_(v, alpha=coef)
+    info.update(residual=res, converged=res <= tol, damping=shifts[k])
+    return x, info
+
+
 def lissa(matvec: Callable[[Tensor], Tensor], b: Tensor, scale: float, tol: float = 1e-5,
           max_iter: int = 1000, x0: Optional[Tensor] = None) -> tuple[Tensor, dict]:
     r"""Solve :math:`A x = b` by the Neumann-series recursion (LiSSA without sampling).
@@ -203,5 +300,5 @@ def batched_block_solve(blocks: Tensor, g: Tensor, damping: float = 0.0) -> Tens
     return torch.linalg.solve(a, g.unsqueeze(-1)).squeeze(-1)
 
 
-__all__ = ["HessianOperator", "hvp", "dense_hessian", "conjugate_gradient", "lissa",
+__all__ = ["HessianOperator", "hvp", "dense_hessian", "conjugate_gradient", "lanczos_damped_solve", "lissa",
            "power_iteration", "batched_block_solve"]
