@@ -27,19 +27,10 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..metrics import _csr_of, _order_key, _ragged_arange
 from ..models import RecModel
-from .utility import representations
+from .utility import check_ids, representations
 
 WITHIN = "within noise floor"
 BELOW = "below noise floor"
-
-
-def _check_users(users, num_users: int) -> Tensor:
-    u = torch.unique(torch.as_tensor(users, dtype=torch.long).view(-1).cpu())
-    if u.numel() == 0:
-        raise ValueError("agreement: no users given")
-    if int(u.min()) < 0 or int(u.max()) >= num_users:
-        raise ValueError(f"agreement: user id out of range 0..{num_users - 1}")
-    return u
 
 
 def _ranks(key: Tensor) -> Tensor:
@@ -67,7 +58,7 @@ def agreement(model_a: RecModel, model_b: RecModel, graph: InteractionGraph, use
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    users = _check_users(users, graph.num_users)
+    users = check_ids(users, graph.num_users, "agreement", "user id")
     ua, ia = model_a.split(representations(model_a, graph))
     ub, ib = model_b.split(representations(model_b, graph_b if graph_b is not None else graph))
     if ia.device != ib.device:

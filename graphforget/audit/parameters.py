@@ -22,17 +22,7 @@ import torch
 from torch import Tensor
 
 from ..models import RecModel
-
-
-def _rows(rows, num_nodes: int) -> Optional[Tensor]:
-    if rows is None:
-        return None
-    r = torch.unique(torch.as_tensor(rows, dtype=torch.long).view(-1).cpu())
-    if r.numel() == 0:
-        raise ValueError("parameter_distance: no rows given")
-    if int(r.min()) < 0 or int(r.max()) >= num_nodes:
-        raise ValueError(f"parameter_distance: row out of range 0..{num_nodes - 1}")
-    return r
+from .utility import check_ids
 
 
 @torch.no_grad()
@@ -54,7 +44,7 @@ def parameter_distance(model: RecModel, reference: RecModel, rows=None,
     Returns:
         ``{"distance", "rows"}`` plus ``"original_distance"`` and ``"relative"`` with ``original``.
     """
-    r = _rows(rows, model.num_nodes)
+    r = None if rows is None else check_ids(rows, model.num_nodes, "parameter_distance", "row")
     res = {"distance": _distance(model, reference, r),
            "rows": int(model.num_nodes if r is None else r.numel())}
     if original is not None:

@@ -69,6 +69,17 @@ def check_edges(edges, graph: InteractionGraph, name: str = "edges", allow_empty
     return e
 
 
+def check_ids(ids, size: int, name: str, what: str) -> Tensor:
+    """Sorted unique ``LongTensor`` of ``ids`` on CPU, each in ``0..size-1``; ``name`` and
+    ``what`` word the error (``"agreement"``, ``"user id"``)."""
+    u = torch.unique(torch.as_tensor(ids, dtype=torch.long).view(-1).cpu())
+    if u.numel() == 0:
+        raise ValueError(f"{name}: no {what}s given")
+    if int(u.min()) < 0 or int(u.max()) >= size:
+        raise ValueError(f"{name}: {what} out of range 0..{size - 1}")
+    return u
+
+
 def edge_membership(edges: Tensor, reference: Tensor, num_items: int) -> Tensor:
     """``BoolTensor [m]``: whether each pair of ``edges`` occurs in ``reference`` (binary search)."""
     if reference.shape[1] == 0 or edges.shape[1] == 0:
