@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from ..models import RecModel
-from .objective import SampleSet
+from .objective import SampleSet, node_counts
 
 
 class ScoreCurvature:
@@ -105,34 +105,28 @@ class LinearModelHessian:
         f = objective
         self.damping, self.count = float(damping), 0
         self._f = f
-        theta = theta.detach()
-        ego = f.base.index_put((f.loc,), theta if f.all_inside else theta[f.inside])
+        ego = f.ego(theta.detach())
         self._curv: dict[str, list[ScoreCurvature]] = {}
         reg = torch.zeros(ego.shape[0], dtype=ego.dtype, device=ego.device)
         for t in f.terms:
-            out = self._propagate(t.graph, ego)
+            out = f.represent(t.graph, ego)
             self._curv.setdefault(t.graph, []).append(ScoreCurvature(f.model, out, t.samples, t.weight))
-            nodes = t.samples.nodes(f.model.num_users).reshape(-1).to(ego.device)
-            reg += t.weight * torch.bincount(nodes, minlength=ego.shape[0]).to(ego.dtype)
+            reg += t.weight * node_counts(t.samples, f.model.num_users, ego.shape[0]).to(ego.device, ego.dtype)
         self._reg = (f.weight_decay * reg[f.loc]).unsqueeze(-1)
         self._zeros = torch.zeros_like(ego)
-
-    def _propagate(self, graph: str, x: Tensor) -> Tensor:
-        f = self._f
-        return f.model.propagate(f.adj[graph], x) if f.propagate else x
 
     def __call__(self, v: Tensor) -> Tensor:
         self.count += 1
         f = self._f
         part = v if f.all_inside else v[f.inside]
-        x = self._zeros.index_put((f.loc,), part)
+        x = f.ego(v, base=self._zeros)
         hx: Optional[Tensor] = None
         for graph, curvs in self._curv.items():
-            dz = self._propagate(graph, x)
+            dz = f.represent(graph, x)
             hz = curvs[0](dz)
             for c in curvs[1:]:
                 hz = hz + c(dz)
-            back = self._propagate(graph, hz)  # P symmetric: Pᵀ = P
+            back = f.represent(graph, hz)  # P symmetric: Pᵀ = P
             hx = back if hx is None else hx + back
         hv = self._reg * part if hx is None else hx[f.loc] + self._reg * part
         if not f.all_inside:

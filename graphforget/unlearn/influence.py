@@ -133,14 +133,23 @@ class LocalObjective:
                              if propagate and hops > 0 else None)
         self.terms = [Term(self.region.localise(t.samples, nu), t.graph, t.weight) for t in kept]
 
-    def __call__(self, theta: Tensor) -> Tensor:
+    def ego(self, theta: Tensor, base: Optional[Tensor] = None) -> Tensor:
+        """The region's ego matrix with the free rows set to ``theta`` (rows outside the
+        region are dropped); ``base`` replaces the fixed rows (default: the embedding's)."""
         part = theta if self.all_inside else theta[self.inside]
-        ego = self.base.index_put((self.loc,), part)
+        return (self.base if base is None else base).index_put((self.loc,), part)
+
+    def represent(self, graph: str, ego: Tensor) -> Tensor:
+        """Representations of the region under adjacency ``graph`` (``"old"``/``"new"``)."""
+        return self.model.propagate(self.adj[graph], ego) if self.propagate else ego
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        ego = self.ego(theta)
         total = theta.sum() * 0.0  # keeps f a function of θ when no sample depends on it
         outs: dict[str, Tensor] = {}
         for t in self.terms:
             if t.graph not in outs:
-                outs[t.graph] = self.model.propagate(self.adj[t.graph], ego) if self.propagate else ego
+                outs[t.graph] = self.represent(t.graph, ego)
             total = total + t.weight * summed_loss(self.model, outs[t.graph], ego, t.samples,
                                                    self.weight_decay)
         return total

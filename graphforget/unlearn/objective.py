@@ -79,6 +79,11 @@ def data_terms(model: RecModel, out: Tensor, samples: SampleSet) -> Tensor:
     return model.bce_terms(out, u, i, samples.labels.to(dev))
 
 
+def node_counts(samples: SampleSet, num_users: int, num_nodes: int) -> Tensor:
+    """:math:`c_v`, how often each of ``num_nodes`` rows occurs in the samples, ``[N]``."""
+    return torch.bincount(samples.nodes(num_users).reshape(-1), minlength=num_nodes)
+
+
 def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
                   weight_decay: float) -> Tensor:
     """Per-sample ``ℓ_s`` (data term + ½λ Σ‖e_v‖² over the sample's ego rows), shape ``[n]``.
@@ -105,8 +110,7 @@ def summed_loss(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
     ``[N, d]`` ego matrix replaces three ``[n, d]`` gathers (and their double backward in
     Hessian-vector products, where those gathers were a third of the time on Gowalla).
     """
-    nodes = samples.nodes(model.num_users).to(out.device)
-    counts = torch.bincount(nodes.reshape(-1), minlength=ego.shape[0]).to(ego.dtype)
+    counts = node_counts(samples, model.num_users, ego.shape[0]).to(ego.device, ego.dtype)
     return data_terms(model, out, samples).sum() + 0.5 * weight_decay * (counts * ego.pow(2).sum(-1)).sum()
 
 
