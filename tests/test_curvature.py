@@ -1,4 +1,5 @@
-"""Closed-form Hessian-vector products of linear-propagation models equal double backward."""
+"""Closed-form gradients and Hessian-vector products of linear-propagation models equal
+autograd (single and double backward)."""
 import pytest
 import torch
 
@@ -24,6 +25,12 @@ def _compare(f, theta, damping=0.0, seed=0):
         v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
         torch.testing.assert_close(fast(v), ref(v), rtol=1e-9, atol=1e-11)
     assert fast.count == 3
+    x = theta.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(x), x, allow_unused=True)
+    grad = torch.zeros_like(theta) if grad is None else grad
+    assert grad.abs().max() > 0 or not f.terms
+    torch.testing.assert_close(fast.grad, grad, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(f.gradient(theta), grad, rtol=1e-9, atol=1e-11)
 
 
 def _model(kind, g, layers=2, seed=0):

@@ -62,17 +62,30 @@ class ScoreCurvature:
         self.u = samples.users.to(dev)
         self.i = samples.items.to(dev) + nu
         self.j = None if samples.negatives is None else samples.negatives.to(dev) + nu
-        self.a = out[self.u]
-        self.b = out[self.i] if self.j is None else out[self.i] - out[self.j]
-        s = torch.sigmoid((self.a * self.b).sum(-1, keepdim=True))
+        # work buffers: every product reuses them (fresh [n, d] tensors each call cost more in
+        # page faults than the arithmetic: they exceed the allocator's mmap threshold); the
+        # constants below are built through them for the same reason
+        self._du, self._db, self._hu, self._hb = (out.new_empty(len(self.u), out.shape[1]) for _ in range(4))
+        self._out = out.new_empty(out.shape)
+        self.a = torch.index_select(out, 0, self.u)
+        self.b = torch.index_select(out, 0, self.i)
+        if self.j is not None:
+            self.b.sub_(torch.index_select(out, 0, self.j, out=self._hb))
+        s = torch.sigmoid(torch.einsum("nd,nd->n", self.a, self.b)).unsqueeze(-1)
         target = 1.0 if self.j is not None else samples.labels.to(dev, out.dtype).unsqueeze(-1)
         self.d1 = weight * (s - target)
         self.d2 = weight * s * (1.0 - s)
-        # work buffers: every product reuses them (fresh [n, d] tensors each call cost more in
-        # page faults than the arithmetic: they exceed the allocator's mmap threshold)
-        self._du, self._db = torch.empty_like(self.a), torch.empty_like(self.a)
-        self._hu, self._hb = torch.empty_like(self.a), torch.empty_like(self.a)
-        self._out = out.new_empty(out.shape)
+
+    def gradient(self) -> Tensor:
+        r""":math:`w \nabla_Z \Phi` at the expansion point, ``[R, d']``: :math:`w\varphi' b` on
+        :math:`z_u`, :math:`w\varphi' z_u` on :math:`z_i` and its negative on :math:`z_j`."""
+        out = torch.zeros_like(self._out)
+        out.index_add_(0, self.u, torch.mul(self.b, self.d1, out=self._hu))
+        ga = torch.mul(self.a, self.d1, out=self._hb)
+        out.index_add_(0, self.i, ga)
+        if self.j is not None:
+            out.index_add_(0, self.j, ga, alpha=-1.0)
+        return out
 
     def __call__(self, dz: Tensor) -> Tensor:
         r""":math:`w \nabla^2_Z \Phi \cdot dZ`, shape of ``dz``; the result is a buffer that
@@ -105,34 +118,51 @@ class LinearModelHessian:
         f = objective
         self.damping, self.count = float(damping), 0
         self._f = f
-        ego = f.ego(theta.detach())
+        theta = theta.detach()
+        ego = f.ego(theta)
+        outs = {g: f.represent(g, ego) for g in {t.graph for t in f.terms}}
         self._curv: dict[str, list[ScoreCurvature]] = {}
         reg = torch.zeros(ego.shape[0], dtype=ego.dtype, device=ego.device)
         for t in f.terms:
-            out = f.represent(t.graph, ego)
-            self._curv.setdefault(t.graph, []).append(ScoreCurvature(f.model, out, t.samples, t.weight))
+            self._curv.setdefault(t.graph, []).append(ScoreCurvature(f.model, outs[t.graph], t.samples, t.weight))
             reg += t.weight * node_counts(t.samples, f.model.num_users, ego.shape[0]).to(ego.device, ego.dtype)
         self._reg = (f.weight_decay * reg[f.loc]).unsqueeze(-1)
         self._zeros = torch.zeros_like(ego)
+        #: :math:`\nabla f(\theta)` (as ``HessianOperator.grad``): score-level gradients
+        #: propagated back, :math:`\sum_t w_t P_t^\top \nabla_Z \Phi_t + \lambda c \odot \theta`
+        self.grad = self._rows(self._back({g: sum(c.gradient() for c in cs) for g, cs in self._curv.items()}),
+                               theta)
+
+    def _back(self, per_graph: dict[str, Tensor]) -> Optional[Tensor]:
+        """:math:`\sum_t P_t^\top x_t` over the graphs (``None`` without terms)."""
+        total: Optional[Tensor] = None
+        for graph, x in per_graph.items():
+            back = self._f.represent(graph, x)  # P symmetric: Pᵀ = P
+            total = back if total is None else total + back
+        return total
+
+    def _rows(self, hx: Optional[Tensor], v: Tensor) -> Tensor:
+        """The free rows of ``hx`` (region rows) plus the regulariser's :math:`\lambda c \odot v`,
+        shaped like ``v`` (rows outside the region get 0)."""
+        f = self._f
+        part = v if f.all_inside else v[f.inside]
+        out = self._reg * part if hx is None else hx[f.loc] + self._reg * part
+        if not f.all_inside:
+            full = torch.zeros_like(v)
+            full[f.inside] = out
+            out = full
+        return out
 
     def __call__(self, v: Tensor) -> Tensor:
         self.count += 1
-        f = self._f
-        part = v if f.all_inside else v[f.inside]
-        x = f.ego(v, base=self._zeros)
-        hx: Optional[Tensor] = None
+        x = self._f.ego(v, base=self._zeros)
+        hz = {}
         for graph, curvs in self._curv.items():
-            dz = f.represent(graph, x)
-            hz = curvs[0](dz)
+            dz = self._f.represent(graph, x)
+            hz[graph] = curvs[0](dz)
             for c in curvs[1:]:
-                hz = hz + c(dz)
-            back = f.represent(graph, hz)  # P symmetric: Pᵀ = P
-            hx = back if hx is None else hx + back
-        hv = self._reg * part if hx is None else hx[f.loc] + self._reg * part
-        if not f.all_inside:
-            full = torch.zeros_like(v)
-            full[f.inside] = hv
-            hv = full
+                hz[graph] = hz[graph] + c(dz)
+        hv = self._rows(self._back(hz), v)
         return hv + self.damping * v if self.damping else hv
 
 

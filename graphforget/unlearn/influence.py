@@ -154,11 +154,28 @@ class LocalObjective:
                                                    self.weight_decay)
         return total
 
+    def linear(self) -> bool:
+        """Whether the closed forms of :mod:`graphforget.unlearn.curvature` apply (fixed linear
+        map from ego embeddings to representations)."""
+        return self.model.linear_propagation or not self.propagate
+
+    def gradient(self, theta: Tensor) -> Tensor:
+        """``∇f(θ)``, shaped like ``theta``: closed form for linear-propagation models (one
+        propagation per graph, score-level derivatives, one propagation back), autograd
+        otherwise."""
+        theta = theta.detach()
+        if self.linear():
+            return LinearModelHessian(self, theta).grad
+        x = theta.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self(x), x, allow_unused=True)
+        return torch.zeros_like(theta) if g is None else g
+
     def hessian_operator(self, theta: Tensor, damping: float = 0.0):
         """Matrix-free ``v ↦ (∇²f(θ) + δI) v`` at ``theta``: closed-form products through
         the propagation matrix for linear-propagation models (MF, LightGCN; and any model in
         paper mode), double backward otherwise (:mod:`graphforget.unlearn.curvature`)."""
-        if self.model.linear_propagation or not self.propagate:
+        if self.linear():
             return LinearModelHessian(self, theta, damping)
         return HessianOperator(self, theta, damping)
 
@@ -301,10 +318,7 @@ class InfluenceFunction(Unlearner):
         """``g`` restricted to ``prob.rows``, ``[|S|, d]``."""
         f = self.gradient_objective(prob)
         prob.notes.append(f"gradient: {f.describe()}")
-        theta = prob.embedding[prob.rows.to(prob.embedding.device)].clone().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(f(theta), theta, allow_unused=True)
-        return torch.zeros_like(theta) if g is None else g.detach()
+        return f.gradient(prob.embedding[prob.rows.to(prob.embedding.device)])
 
     def solve(self, prob: InfluenceProblem, g: Tensor, report: Optional[UnlearnReport] = None) -> Tensor:
         """``p = (H'_{SS} + δI)^{-1} g`` by CG or LiSSA; fills the report's solver fields."""
@@ -345,7 +359,7 @@ class InfluenceFunction(Unlearner):
             info["iterations"] += extra["iterations"]
             residual = float((g - op(p)).norm()) / gnorm
         if not self.paper_mode:
-            self.check_step(prob, f, g, p, report)
+            self.check_step(prob, f, g, p, op.grad, report)
         if report is not None:
             report.hvps += op.count
             report.solver_iterations = info["iterations"]
@@ -355,10 +369,11 @@ class InfluenceFunction(Unlearner):
         return p
 
     def check_step(self, prob: InfluenceProblem, f: LocalObjective, g: Tensor, p: Tensor,
-                   report: Optional[UnlearnReport] = None) -> None:
+                   grad: Tensor, report: Optional[UnlearnReport] = None) -> None:
         r"""Validation-free diagnostics of the step, from the new training objective ``f``
         (the terms of :math:`\mathcal{L}(\theta; \mathcal{D}', \hat{A}')` that depend on
-        :math:`\theta_S`; one forward + backward and one forward on its region):
+        :math:`\theta_S`; ``grad`` its gradient at :math:`\theta_S`, which the Hessian
+        operator already holds; two forwards on its region):
 
         * ``gradient_mismatch`` :math:`= \lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}',
           \hat{A}') - g \rVert / \lVert g \rVert`. With the exact ``g`` of IFRU this is
@@ -372,13 +387,8 @@ class InfluenceFunction(Unlearner):
           assumption fails at this model.
         """
         theta = prob.embedding[prob.rows.to(prob.embedding.device)].detach()
-        with torch.enable_grad():
-            x = theta.clone().requires_grad_(True)
-            before = f(x)
-            (grad,) = torch.autograd.grad(before, x, allow_unused=True)
-        grad = torch.zeros_like(theta) if grad is None else grad
         with torch.no_grad():
-            change = float(f(theta - p.to(theta.dtype))) - float(before)
+            change = float(f(theta - p.to(theta.dtype))) - float(f(theta))
         gnorm = float(g.norm())
         mismatch = float((grad - g).norm()) / gnorm if gnorm > 0 else float("nan")
         if report is not None:
