@@ -2,6 +2,8 @@
 import csv
 import json
 
+import pytest
+
 from conftest import shared
 
 from graphforget.cli import main
@@ -48,3 +50,16 @@ def test_reproduce_alteraser_smoke_cli(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert all(r["floor_overlap@20"] for r in rows)
     assert all(0.0 <= float(r["mia_auc"]) <= 1.0 for r in rows)
+
+
+def test_reproduce_models_subset(tmp_path):
+    root = shared("ml100k").parent
+    with pytest.raises(ValueError, match="choose from"):
+        reproduce("alteraser", root, tmp_path, preset="smoke", models=["ngcf"], log=lambda s: None)
+    assert not any(tmp_path.iterdir())  # rejected before any work
+    paths = reproduce("alteraser", root, tmp_path, preset="smoke", models=["mf"],
+                      methods=["retrain", "original"], progress=False, log=lambda s: None)
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["model"] for r in rows} == {"mf"}
+    assert json.loads(paths["json"].read_text())["models"] == ["mf-0"]

@@ -81,8 +81,13 @@ def load_table_dataset(name: str, root: Path, seed: int = 0,
 def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
               seeds: Optional[list] = None, epochs: Optional[int] = None,
               methods: Optional[list] = None, datasets: Optional[list] = None,
-              device: str = "cpu", progress: bool = True, log=print) -> dict:
-    """Run one paper table; write ``<table>.{csv,md,json,png}`` under ``out_dir``."""
+              models: Optional[list] = None, device: str = "cpu", progress: bool = True,
+              log=print) -> dict:
+    """Run one paper table; write ``<table>.{csv,md,json,png}`` under ``out_dir``.
+
+    ``seeds``, ``epochs``, ``methods``, ``datasets`` and ``models`` override the preset's;
+    ``models`` keeps the preset's model rows named ``"mf"``, ``"lightgcn"`` (every depth) or
+    ``"lightgcn-<layers>"``."""
     if table not in PRESETS:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(PRESETS)}")
     if preset not in PRESETS[table]:
@@ -92,6 +97,12 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
     epochs = epochs or p["epochs"]
     methods = methods or p["methods"]
     datasets = datasets or p["datasets"]
+    if models:
+        kept = [m for m in p["models"] if m[0] in models or f"{m[0]}-{m[1]}" in models]
+        known = sorted({m[0] for m in p["models"]} | {f"{m[0]}-{m[1]}" for m in p["models"]})
+        if not kept or any(name not in known for name in models):
+            raise ValueError(f"models {models} not in the {table} table's {preset} preset: choose from {known}")
+        p["models"] = kept
     rows: list = []
     fingerprints = {}
     t0 = time.perf_counter()
@@ -121,7 +132,7 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
                    "floor_rank_corr", "mia_auc", "seconds", "speedup"]
         title = "AltEraser table: implicit feedback, BPR"
     meta = {"title": title, "table": table, "preset": preset, "seeds": seeds, "epochs": epochs,
-            "methods": methods, "datasets": fingerprints, "data_root": str(data_root),
+            "methods": methods, "models": [f"{m[0]}-{m[1]}" for m in p["models"]], "datasets": fingerprints, "data_root": str(data_root),
             "device": device, "wall_seconds": round(time.perf_counter() - t0, 1),
             "protocol": __doc__.strip().split("\n\n")[1 if table == "ifru" else 1]}
     paths = write_results(Path(out_dir), table, rows, columns, meta)
