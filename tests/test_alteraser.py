@@ -201,3 +201,20 @@ def test_ml100k_lightgcn_moves_towards_warm_retrain(ml100k):
     # decrease), so the parameter distance improves only a little; the objective gap must drop
     assert 0 <= gap_alt < 0.75 * gap_none, (gap_alt, gap_none)
     assert d_alt < d_none, (float(d_alt), float(d_none))
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.5])
+def test_minimize_rows_reaches_a_stationary_point_of_the_ridged_objective(ridge):
+    g = random_graph(12, 15, 60, seed=3)
+    model = LightGCN(g.num_users, g.num_items, 4, num_layers=1, seed=0).double()
+    samples, wd, adj = SampleSet.bpr(g, seed=0), 1e-2, g.adj().double()
+    rows = torch.tensor([0, 2, g.num_users + 1, g.num_users + 4])
+    out = minimize_rows(model, adj, model.embedding.detach(), samples, wd, rows, 200, ridge=ridge)
+    x = out[rows].clone().requires_grad_(True)
+    e = out.clone()
+    e[rows] = x
+    (grad,) = torch.autograd.grad(_objective(model, adj, e, samples, wd) + 0.5 * ridge * x.pow(2).sum(), x)
+    assert grad.norm() < 1e-5, float(grad.norm())
+    untouched = torch.ones(g.num_nodes, dtype=torch.bool)
+    untouched[rows] = False
+    assert torch.equal(out[untouched], model.embedding.detach()[untouched])

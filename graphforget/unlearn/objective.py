@@ -121,8 +121,9 @@ def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: Sam
 
 
 def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
-                  weight_decay: float, rows: Tensor, iters: int) -> Tensor:
-    """Minimise :func:`total_loss` over ``ego[rows]`` with every other row fixed (L-BFGS,
+                  weight_decay: float, rows: Tensor, iters: int, ridge: float = 0.0) -> Tensor:
+    """Minimise :func:`total_loss` :math:`+ \tfrac{\rho}{2} \lVert E_{rows} \rVert^2`
+    (``ridge`` :math:`\rho`, default 0) over ``ego[rows]`` with every other row fixed (L-BFGS,
     strong-Wolfe line search); returns a new ego matrix. Used to build the warm-started
     retrain reference that influence and block-Newton steps approximate."""
     x = ego[rows].clone().requires_grad_(True)
@@ -135,6 +136,8 @@ def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: 
         e = ego.clone()
         e[rows] = x
         loss = total_loss(model, adj, e, samples, weight_decay)
+        if ridge:
+            loss = loss + 0.5 * ridge * x.pow(2).sum()
         loss.backward()
         return loss
 
