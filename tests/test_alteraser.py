@@ -38,11 +38,12 @@ def _newton_users(model, items_emb, samples, wd, iters=30):
     return x.view(nu, d), float(torch.autograd.functional.jacobian(f, x).norm())
 
 
-@pytest.mark.parametrize("loss", ["bce", "bpr"])
-def test_converges_to_retrained_optimum_mf_items_frozen(loss):
+@pytest.mark.parametrize("loss,ridge", [("bce", 0.0), ("bpr", 0.0), ("bpr", "fitted")])
+def test_converges_to_retrained_optimum_mf_items_frozen(loss, ridge):
     """MF with items frozen is strictly convex in the users (BCE/BPR + L2): starting at the old
     optimum, AltEraser reaches the optimum of the new objective, computed from scratch by dense
-    Newton, on *every* user row (unaffected users' sub-problems do not change)."""
+    Newton, on *every* user row (unaffected users' sub-problems do not change); a fitted ridge
+    is 0 at the old optimum and changes nothing."""
     wd = 0.1
     g = random_graph(30, 40, 150, seed=3, labels=(loss == "bce"))
     model = MF(g.num_users, g.num_items, dim=4, init_std=0.5, seed=1).double()
@@ -57,7 +58,7 @@ def test_converges_to_retrained_optimum_mf_items_frozen(loss):
     users_new, gnorm = _newton_users(model, items, samples_old.select(keep), wd)
     assert gnorm < 1e-9
     res = AltEraser(blocks="users", rounds=20, tol=1e-8, damping=0.0, weight_decay=wd,
-                    loss=loss).unlearn(model, g, edges)
+                    loss=loss, ridge=ridge).unlearn(model, g, edges)
     got = res.model.embedding.detach()
     rel = (got[: g.num_users] - users_new).norm() / users_new.norm()
     assert rel < 1e-4, float(rel)
@@ -218,3 +219,32 @@ def test_minimize_rows_reaches_a_stationary_point_of_the_ridged_objective(ridge)
     untouched = torch.ones(g.num_nodes, dtype=torch.bool)
     untouched[rows] = False
     assert torch.equal(out[untouched], model.embedding.detach()[untouched])
+
+
+def test_ridge_moves_the_fixed_point_to_the_ridged_minimiser():
+    """With items fixed (blocks="users") and an explicit ρ, AltEraser converges to the
+    minimiser of the new objective + ρ/2 Σ‖e_u‖² over the affected users (L-BFGS reference);
+    a model shrunk from an optimum (still growing) gets a positive fitted ρ."""
+    wd, rho = 0.05, 0.5
+    g = random_graph(30, 40, 150, seed=3)
+    model = MF(g.num_users, g.num_items, dim=4, init_std=0.5, seed=1).double()
+    edges = g.train_edges[:, torch.randperm(g.num_train, generator=torch.Generator().manual_seed(0))[:12]]
+    keep = torch.ones(g.num_train, dtype=torch.bool)
+    keep[g.find_edges(edges)] = False
+    samples = SampleSet.bpr(g, seed=0).select(keep)
+    users = torch.unique(edges[0])
+    users = users[torch.bincount(g.train_edges[0], minlength=g.num_users)[users] > torch.bincount(edges[0], minlength=g.num_users)[users]]
+    ref = minimize_rows(model, None, model.embedding.detach(), samples, wd, users, 500, ridge=rho)
+    res = AltEraser(blocks="users", rounds=30, tol=1e-9, damping=0.0, weight_decay=wd,
+                    ridge=rho).unlearn(model, g, edges)
+    got = res.model.embedding.detach()
+    rel = (got[users] - ref[users]).norm() / ref[users].norm()
+    assert rel < 1e-4, float(rel)
+    unridged = minimize_rows(model, None, model.embedding.detach(), samples, wd, users, 500)
+    assert (unridged[users] - ref[users]).norm() / ref[users].norm() > 1e-2  # ρ matters here
+    small = copy.deepcopy(model)
+    with torch.no_grad():
+        small.embedding.copy_(0.3 * unridged)  # shrunk optimum: the loss falls as rows grow
+    fitted = AltEraser(blocks="users", rounds=1, weight_decay=wd, ridge="fitted").unlearn(small, g, edges)
+    (note,) = [n for n in fitted.report.notes if n.startswith("fitted ridge")]
+    assert float(note.split()[2]) > 0

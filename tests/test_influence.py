@@ -9,6 +9,7 @@ from conftest import random_graph
 from graphforget.models import MF, LightGCN
 from graphforget.unlearn import SampleSet, get_unlearner, total_loss
 from graphforget.unlearn.linalg import dense_hessian
+from graphforget.unlearn.objective import fitted_ridge
 
 
 class FrozenItemMF(MF):
@@ -59,9 +60,10 @@ def quadratic_setup(seed=0, wd=0.1):
     return g, model, g.train_edges[:, pos], wd
 
 
-@pytest.mark.parametrize("method,opts", [("if", {}), ("ifru", {}),
+@pytest.mark.parametrize("method,opts", [("if", {}), ("ifru", {}), ("ifru", {"ridge": "fitted"}),
                                          ("if", {"solver": "lissa", "max_iter": 5000, "tol": 1e-9})])
 def test_newton_step_is_exact_on_quadratic_objective(method, opts):
+    """At an exact optimum the step lands on the retrained optimum; a fitted ridge is 0 there."""
     g, model, edges, wd = quadratic_setup()
     # the test model reads item rows by global position: no relabelled regions
     opts = {"damping": 0.0, "tol": 1e-10, "max_iter": 200, "fallback_fraction": 0.0, **opts}
@@ -84,6 +86,41 @@ def test_newton_step_is_exact_on_quadratic_objective(method, opts):
     f = lambda e: float(total_loss(res.model, None, e, samples, wd))  # noqa: E731
     torch.testing.assert_close(rep.objective_change, f(ref) - f(model.embedding.detach()), rtol=1e-6, atol=1e-9)
     assert rep.objective_change < 0 and not any("raises the new training objective" in n for n in rep.notes)
+    if opts.get("ridge") == "fitted":
+        (note,) = [n for n in rep.notes if n.startswith("fitted ridge")]
+        assert float(note.split()[2]) < 1e-8
+
+
+def test_ridge_shifts_the_hessian_like_damping_and_is_fitted_from_the_old_gradient():
+    """ρ enters as H' + (ρ + δ)I (and the reported damping stays δ); the fitted ρ of a model
+    shrunk off its optimum is the least-squares ridge of the old objective's gradient."""
+    g, model, edges, wd = quadratic_setup()
+    opts = dict(weight_decay=wd, tol=1e-10, max_iter=200, fallback_fraction=0.0)
+    by_ridge = get_unlearner("ifru", ridge=0.3, damping=0.0, **opts).unlearn(model, g, edges)
+    by_damping = get_unlearner("ifru", ridge=0.0, damping=0.3, **opts).unlearn(model, g, edges)
+    torch.testing.assert_close(by_ridge.model.embedding, by_damping.model.embedding, rtol=1e-8, atol=1e-10)
+    assert by_ridge.report.damping == 0.0 and by_damping.report.damping == 0.3
+    shrunk = copy.deepcopy(model)
+    with torch.no_grad():
+        shrunk.embedding.mul_(0.5)  # the old loss now falls as the rows grow: ρ > 0
+    res = get_unlearner("ifru", ridge="fitted", **opts).unlearn(shrunk, g, edges)
+    x = shrunk.embedding.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(total_loss(shrunk, None, x, SampleSet.for_graph(g), wd), x)
+    users = torch.unique(edges[0])  # MF with frozen items: IFRU's rows are the touched users
+    rows = torch.cat([users, torch.unique(edges[1]) + g.num_users])
+    expected = fitted_ridge(grad[rows], shrunk.embedding.detach()[rows])
+    (note,) = [n for n in res.report.notes if n.startswith("fitted ridge")]
+    assert expected > 0.01 and math.isclose(float(note.split()[2]), expected, rel_tol=1e-3)
+
+
+def test_fitted_ridge_is_the_least_squares_ridge():
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    other = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    other -= (other * theta).sum() / theta.pow(2).sum() * theta  # orthogonal to θ
+    assert math.isclose(fitted_ridge(-0.7 * theta + other, theta), 0.7, rel_tol=1e-12)
+    assert fitted_ridge(0.7 * theta + other, theta) == 0.0  # gradient away from shrinking
+    assert fitted_ridge(other, torch.zeros_like(theta)) == 0.0
 
 
 def test_step_check_flags_a_model_far_from_stationary():

@@ -112,7 +112,7 @@ from ..models import MF, LightGCN, NGCF, RecModel
 from .base import Timer, Unlearner, UnlearnReport
 from .influence import newly_isolated
 from .linalg import batched_block_solve
-from .objective import SampleSet, sample_losses
+from .objective import SampleSet, fitted_ridge, sample_losses
 
 BLOCK_ORDERS = {"alternate": ("users", "items"), "users": ("users",), "items": ("items",)}
 
@@ -298,6 +298,12 @@ class AltEraser(Unlearner):
         max_backtracks: δ increases (×4) tried before a block update is skipped.
         paths: LightGCN block-Hessian approximation, ``"neighbours"`` (self path plus the
             one-hop paths) or ``"self"`` (self path only).
+        ridge: :math:`\rho \ge 0` of a term :math:`\tfrac{\rho}{2}\sum_{v} \lVert e_v
+            \rVert^2` over the optimised rows added to the new objective, or ``"fitted"``:
+            :func:`~graphforget.unlearn.objective.fitted_ridge` of the *original* objective's
+            gradient on those rows at the trained point — the implicit regularisation of a
+            fixed training budget, 0 for a converged model (see "models trained for a fixed
+            budget" in the module doc). Default 0: the new objective itself.
         seed: seed of the fixed BPR negatives (must match the objective being unlearned).
     """
 
@@ -306,7 +312,7 @@ class AltEraser(Unlearner):
     def __init__(self, rounds: int = 10, tol: float = 1e-3, damping: float = 0.1,
                  blocks: str = "alternate", weight_decay: float = 1e-4, loss: str = "auto",
                  line_search: bool = True, max_backtracks: int = 12, paths: str = "neighbours",
-                 seed: int = 0, track_memory: bool = False) -> None:
+                 ridge=0.0, seed: int = 0, track_memory: bool = False) -> None:
         if int(rounds) < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
         if not tol >= 0 or not damping >= 0 or not weight_decay >= 0:
@@ -317,13 +323,16 @@ class AltEraser(Unlearner):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
         if paths not in ("self", "neighbours"):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
+        if ridge != "fitted" and not (isinstance(ridge, (int, float)) and ridge >= 0):
+            raise ValueError(f"ridge must be a number >= 0 or 'fitted', got {ridge!r}")
         super().__init__(seed=seed, track_memory=track_memory, rounds=int(rounds), tol=tol,
                          damping=damping, blocks=blocks, weight_decay=weight_decay, loss=loss,
-                         line_search=line_search, max_backtracks=int(max_backtracks), paths=paths)
+                         line_search=line_search, max_backtracks=int(max_backtracks), paths=paths,
+                         ridge=ridge)
         self.rounds, self.tol, self.damping = int(rounds), float(tol), float(damping)
         self.blocks, self.weight_decay, self.loss = blocks, float(weight_decay), loss
         self.line_search, self.max_backtracks = bool(line_search), int(max_backtracks)
-        self.paths = paths
+        self.paths, self.ridge = paths, (ridge if ridge == "fitted" else float(ridge))
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
@@ -360,6 +369,14 @@ class AltEraser(Unlearner):
         order = BLOCK_ORDERS[self.blocks]
         aff_dev = torch.cat([groups[b] for b in order]).to(dev)  # the rows being optimised
         emb = model.embedding.detach().clone()
+        rho = self.ridge
+        if rho == "fitted":
+            with timer("gradient"):
+                e0 = emb.clone().requires_grad_(True)
+                old = sample_losses(model, model.propagate(graph.adj(dev).to(dtype), e0), e0,
+                                    samples_old, self.weight_decay).sum()
+                rho = fitted_ridge(torch.autograd.grad(old, e0)[0][aff_dev], emb[aff_dev])
+            report.notes.append(f"fitted ridge {rho:.4g} (implicit L2 of the training budget)")
         emb[isolated.to(dev)] = 0.0  # before the iteration, so the other rows adapt to it
 
         def objective(e: Tensor, grad: bool):
@@ -368,6 +385,8 @@ class AltEraser(Unlearner):
                 out = model.propagate(adj, e)
                 per = sample_losses(model, out, e, samples, self.weight_decay)
                 g = torch.autograd.grad(per.sum(), e)[0] if grad else None
+            if grad and rho:
+                g[aff_dev] += rho * e.detach()[aff_dev]
             return per.detach(), g, out.detach()
 
         g0, residual, rounds_done, done = None, float("nan"), 0, False
@@ -390,7 +409,8 @@ class AltEraser(Unlearner):
                     h = curv[b].hessians(out, samples)
                     empty = h.diagonal(dim1=1, dim2=2).sum(-1) == 0  # rows in no sample: g = 0
                     h[empty] += torch.eye(model.dim, dtype=dtype, device=dev)
-                    ok, delta[b] = self._step(emb, rows, h, g[rows], per, objective, delta[b])
+                    h.diagonal(dim1=1, dim2=2).add_(rho)
+                    ok, delta[b] = self._step(emb, rows, h, g[rows], per, objective, delta[b], rho)
                     accepted_any |= ok
             if done:
                 break
@@ -415,11 +435,12 @@ class AltEraser(Unlearner):
         return new_graph
 
     def _step(self, emb: Tensor, rows: Tensor, h: Tensor, grad: Tensor, per0: Tensor,
-              objective, delta: float) -> tuple[bool, float]:
+              objective, delta: float, rho: float = 0.0) -> tuple[bool, float]:
         """One Levenberg–Marquardt block update ``emb[rows] -= (H + δI)⁻¹ g``.
 
         With ``line_search`` the step is accepted when it satisfies the Armijo condition (loss
-        change summed per sample in float64, so tiny decreases are not lost to rounding);
+        change summed per sample in float64, so tiny decreases are not lost to rounding, plus
+        the ridge ``rho``'s change on ``rows``);
         otherwise δ is multiplied by 4 and the solve repeated. After an accepted step δ shrinks
         by 3, never below the ``damping`` option. Returns ``(accepted, next δ)``.
         """
@@ -431,6 +452,8 @@ class AltEraser(Unlearner):
                 return True, delta
             slope = float((grad * direction).sum())
             change = float((objective(emb, False)[0].double() - per0.double()).sum())
+            if rho:
+                change += 0.5 * rho * float(emb[rows].double().pow(2).sum() - old.double().pow(2).sum())
             if slope < 0 and change <= 1e-4 * slope:
                 return True, max(self.damping, delta / 3)
             delta = max(4 * delta, 1e-6)

@@ -64,7 +64,7 @@ from ..models import RecModel
 from .base import Timer, UnlearnReport, Unlearner
 from .curvature import LinearModelHessian
 from .linalg import HessianOperator, conjugate_gradient, lanczos_damped_solve, lissa, power_iteration
-from .objective import SampleSet, summed_loss
+from .objective import SampleSet, fitted_ridge, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
 
 
@@ -240,6 +240,15 @@ class InfluenceFunction(Unlearner):
             (``0``: always the full graph).
         lissa_scale: LiSSA's scale :math:`s` (default: 1.1 × a 20-step power-iteration
             estimate of :math:`\\lambda_{\\max}`).
+        ridge: :math:`\rho \ge 0` of a term :math:`\tfrac{\rho}{2}\lVert\theta_S\rVert^2`
+            added to the objective (old and new alike), or ``"fitted"``:
+            :func:`~graphforget.unlearn.objective.fitted_ridge` of the original objective's
+            gradient on ``S`` at the trained point, :math:`\nabla_S\mathcal{L}(\theta; \mathcal{D},
+            \hat{A}) = \nabla_S\mathcal{L}' - g` (exact for IFRU with ``k = K``; IF's
+            :math:`g` omits the spillover). A model stopped after a fixed budget is stationary
+            for the ridged objective as far as a ridge can make it, so :math:`g` keeps its
+            meaning and the step becomes :math:`-(H' + (\rho + \delta) I)^{-1} g`; 0 for a
+            converged model. Default 0.
         damping_retries: how often δ may be raised tenfold (to at least 0.01) when the solver
             finds :math:`H' + \\delta I` indefinite or does not converge — the objective is non-convex, and a model
             trained only briefly can sit where it has negative curvature. The damping actually
@@ -255,22 +264,25 @@ class InfluenceFunction(Unlearner):
     def __init__(self, damping: float = 0.01, solver: str = "cg", tol: float = 1e-4,
                  max_iter: int = 300, weight_decay: float = 1e-4, loss: str = "auto",
                  paper_mode: bool = False, fallback_fraction: float = 0.5,
-                 lissa_scale: Optional[float] = None, damping_retries: int = 6, seed: int = 0,
-                 track_memory: bool = False) -> None:
+                 lissa_scale: Optional[float] = None, damping_retries: int = 6, ridge=0.0,
+                 seed: int = 0, track_memory: bool = False) -> None:
         if solver not in ("cg", "lissa"):
             raise ValueError(f"solver must be 'cg' or 'lissa', got {solver!r}")
         if damping < 0 or tol <= 0 or max_iter < 1 or weight_decay < 0:
             raise ValueError("need damping >= 0, tol > 0, max_iter >= 1, weight_decay >= 0")
         if loss not in ("auto", "bpr", "bce"):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
+        if ridge != "fitted" and not (isinstance(ridge, (int, float)) and ridge >= 0):
+            raise ValueError(f"ridge must be a number >= 0 or 'fitted', got {ridge!r}")
         super().__init__(seed=seed, track_memory=track_memory, damping=damping, solver=solver,
                          tol=tol, max_iter=max_iter, weight_decay=weight_decay, loss=loss,
                          paper_mode=paper_mode, fallback_fraction=fallback_fraction,
-                         lissa_scale=lissa_scale, damping_retries=damping_retries)
+                         lissa_scale=lissa_scale, damping_retries=damping_retries, ridge=ridge)
         self.damping, self.solver, self.tol, self.max_iter = float(damping), solver, float(tol), int(max_iter)
         self.weight_decay, self.loss, self.paper_mode = float(weight_decay), loss, bool(paper_mode)
         self.fallback_fraction, self.lissa_scale = float(fallback_fraction), lissa_scale
         self.damping_retries = int(damping_retries)
+        self.ridge = ridge if ridge == "fitted" else float(ridge)
 
     # ---------------------------------------------------------------- steps
     def prepare(self, model: RecModel, graph: InteractionGraph, edges: Tensor) -> InfluenceProblem:
@@ -321,30 +333,37 @@ class InfluenceFunction(Unlearner):
         return f.gradient(prob.embedding[prob.rows.to(prob.embedding.device)])
 
     def solve(self, prob: InfluenceProblem, g: Tensor, report: Optional[UnlearnReport] = None) -> Tensor:
-        """``p = (H'_{SS} + δI)^{-1} g`` by CG or LiSSA; fills the report's solver fields."""
+        """``p = (H'_{SS} + (ρ + δ)I)^{-1} g`` by CG or LiSSA (ρ the ridge, δ the damping);
+        fills the report's solver fields (``damping``: the δ used)."""
         f = self.hessian_objective(prob)
         prob.notes.append(f"hessian: {f.describe()}")
         ladder = [self.damping]
         for _ in range(self.damping_retries):
             ladder.append(max(10.0 * ladder[-1], 1e-2))
         theta = prob.embedding[prob.rows.to(prob.embedding.device)]
+        op = f.hessian_operator(theta, 0.0)
+        rho = self.ridge
+        if rho == "fitted":  # ∇_S L(θ; D, Â) = ∇_S L'(θ) − g; the operator holds ∇_S L'(θ)
+            rho = fitted_ridge(op.grad - g, theta) if not self.paper_mode else 0.0
+            prob.notes.append(f"fitted ridge {rho:.4g} (implicit L2 of the training budget)"
+                              if not self.paper_mode else "ridge: not fitted in paper mode (its "
+                              "Hessian objective is not the training objective); 0")
         if self.solver == "cg":
-            op = f.hessian_operator(theta, 0.0)
-            p, info = lanczos_damped_solve(op, g, ladder, self.tol, self.max_iter)
+            p, info = lanczos_damped_solve(op, g, [rho + d for d in ladder], self.tol, self.max_iter)
             for old, new, why in info["raised"]:
                 why = ("not positive definite at θ (non-convex objective)" if why == "indefinite" else
                        f"not solved to tol in {self.max_iter} iterations (near-singular: saturated "
                        "losses leave directions with almost no curvature)")
-                prob.notes.append(f"cg: H' + {old:g} I {why}; damping raised to {new:g}")
-            op.damping = info["damping"] if math.isfinite(info["damping"]) else ladder[-1]
+                prob.notes.append(f"cg: H' + {old - rho:g} I {why}; damping raised to {new - rho:g}")
+            op.damping = info["damping"] if math.isfinite(info["damping"]) else rho + ladder[-1]
             if not math.isfinite(info["damping"]):
                 prob.notes.append(f"cg: H' + {ladder[-1]:g} I still indefinite: no step taken")
         else:
-            op = f.hessian_operator(theta, self.damping)
+            op.damping = rho + self.damping
             scale = self.lissa_scale or 1.1 * power_iteration(op, g, seed=self.seed)
             for attempt, damping in enumerate(ladder):
-                op.damping = damping
-                p, info = lissa(op, g, scale + damping, self.tol, self.max_iter)
+                op.damping = rho + damping
+                p, info = lissa(op, g, scale + op.damping, self.tol, self.max_iter)
                 if (math.isfinite(info["residual"]) and info["residual"] <= 1.0) or attempt == len(ladder) - 1:
                     break
                 prob.notes.append(f"lissa: H' + {damping:g} I not positive definite at θ "
@@ -359,21 +378,22 @@ class InfluenceFunction(Unlearner):
             info["iterations"] += extra["iterations"]
             residual = float((g - op(p)).norm()) / gnorm
         if not self.paper_mode:
-            self.check_step(prob, f, g, p, op.grad, report)
+            self.check_step(prob, f, g, p, op.grad, rho, report)
         if report is not None:
             report.hvps += op.count
             report.solver_iterations = info["iterations"]
             report.solver_residual = residual
-            report.damping = op.damping
+            report.damping = op.damping - rho
             report.converged = bool(residual <= self.tol)
         return p
 
     def check_step(self, prob: InfluenceProblem, f: LocalObjective, g: Tensor, p: Tensor,
-                   grad: Tensor, report: Optional[UnlearnReport] = None) -> None:
+                   grad: Tensor, ridge: float = 0.0, report: Optional[UnlearnReport] = None) -> None:
         r"""Validation-free diagnostics of the step, from the new training objective ``f``
         (the terms of :math:`\mathcal{L}(\theta; \mathcal{D}', \hat{A}')` that depend on
-        :math:`\theta_S`; ``grad`` its gradient at :math:`\theta_S`, which the Hessian
-        operator already holds; two forwards on its region):
+        :math:`\theta_S`, plus the ridge :math:`\tfrac{\rho}{2}\lVert\theta_S\rVert^2`;
+        ``grad`` the gradient of ``f`` at :math:`\theta_S`, which the Hessian operator already
+        holds; two forwards on its region):
 
         * ``gradient_mismatch`` :math:`= \lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}',
           \hat{A}') - g \rVert / \lVert g \rVert`. With the exact ``g`` of IFRU this is
@@ -387,8 +407,12 @@ class InfluenceFunction(Unlearner):
           assumption fails at this model.
         """
         theta = prob.embedding[prob.rows.to(prob.embedding.device)].detach()
+        after = theta - p.to(theta.dtype)
         with torch.no_grad():
-            change = float(f(theta - p.to(theta.dtype))) - float(f(theta))
+            change = float(f(after)) - float(f(theta))
+        if ridge:
+            change += 0.5 * ridge * float(after.double().pow(2).sum() - theta.double().pow(2).sum())
+            grad = grad + ridge * theta
         gnorm = float(g.norm())
         mismatch = float((grad - g).norm()) / gnorm if gnorm > 0 else float("nan")
         if report is not None:

@@ -120,6 +120,23 @@ def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: Sam
     return summed_loss(model, model.propagate(adj, ego), ego, samples, weight_decay)
 
 
+def fitted_ridge(grad: Tensor, theta: Tensor) -> float:
+    r"""The ridge strength :math:`\rho = \max(0, -\langle \nabla\mathcal{L}(\theta), \theta
+    \rangle / \lVert \theta \rVert^2)` that best cancels a trained model's gradient.
+
+    The least-squares :math:`\rho` for :math:`\nabla\mathcal{L}(\theta) + \rho\theta \approx 0`:
+    a model stopped after a fixed training budget is not stationary — its loss still falls as
+    the embeddings grow — and early stopping acts like an extra L2 penalty (for gradient
+    descent on a quadratic, stopping at step :math:`t` ≈ ridge :math:`1/(\eta t)`).
+    :math:`\rho` is that penalty as seen from :math:`\theta`; it is 0 at a stationary point
+    (and whenever the gradient points away from shrinking), so adding
+    :math:`\tfrac{\rho}{2}\lVert\theta\rVert^2` changes nothing for a converged model.
+    ``grad`` and ``theta`` are the same rows.
+    """
+    den = float(theta.pow(2).sum())
+    return max(0.0, -float((grad * theta).sum()) / den) if den > 0 else 0.0
+
+
 def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
                   weight_decay: float, rows: Tensor, iters: int, ridge: float = 0.0) -> Tensor:
     """Minimise :func:`total_loss` :math:`+ \tfrac{\rho}{2} \lVert E_{rows} \rVert^2`
