@@ -134,7 +134,7 @@ class LinearModelHessian:
                                theta)
 
     def _back(self, per_graph: dict[str, Tensor]) -> Optional[Tensor]:
-        """:math:`\sum_t P_t^\top x_t` over the graphs (``None`` without terms)."""
+        r""":math:`\sum_t P_t^\top x_t` over the graphs (``None`` without terms)."""
         total: Optional[Tensor] = None
         for graph, x in per_graph.items():
             back = self._f.represent(graph, x)  # P symmetric: Pᵀ = P

@@ -240,14 +240,14 @@ class InfluenceFunction(Unlearner):
             (``0``: always the full graph).
         lissa_scale: LiSSA's scale :math:`s` (default: 1.1 × a 20-step power-iteration
             estimate of :math:`\\lambda_{\\max}`).
-        ridge: :math:`\rho \ge 0` of a term :math:`\tfrac{\rho}{2}\lVert\theta_S\rVert^2`
+        ridge: :math:`\\rho \\ge 0` of a term :math:`\\tfrac{\\rho}{2}\\lVert\\theta_S\\rVert^2`
             added to the objective (old and new alike), or ``"fitted"``:
             :func:`~graphforget.unlearn.objective.fitted_ridge` of the original objective's
-            gradient on ``S`` at the trained point, :math:`\nabla_S\mathcal{L}(\theta; \mathcal{D},
-            \hat{A}) = \nabla_S\mathcal{L}' - g` (exact for IFRU with ``k = K``; IF's
+            gradient on ``S`` at the trained point, :math:`\\nabla_S\\mathcal{L}(\\theta; \\mathcal{D},
+            \\hat{A}) = \\nabla_S\\mathcal{L}' - g` (exact for IFRU with ``k = K``; IF's
             :math:`g` omits the spillover). A model stopped after a fixed budget is stationary
             for the ridged objective as far as a ridge can make it, so :math:`g` keeps its
-            meaning and the step becomes :math:`-(H' + (\rho + \delta) I)^{-1} g`; 0 for a
+            meaning and the step becomes :math:`-(H' + (\\rho + \\delta) I)^{-1} g`; 0 for a
             converged model. Default 0.
         damping_retries: how often δ may be raised tenfold (to at least 0.01) when the solver
             finds :math:`H' + \\delta I` indefinite or does not converge — the objective is non-convex, and a model

@@ -139,7 +139,7 @@ def fitted_ridge(grad: Tensor, theta: Tensor) -> float:
 
 def minimize_rows(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: SampleSet,
                   weight_decay: float, rows: Tensor, iters: int, ridge: float = 0.0) -> Tensor:
-    """Minimise :func:`total_loss` :math:`+ \tfrac{\rho}{2} \lVert E_{rows} \rVert^2`
+    r"""Minimise :func:`total_loss` :math:`+ \tfrac{\rho}{2} \lVert E_{rows} \rVert^2`
     (``ridge`` :math:`\rho`, default 0) over ``ego[rows]`` with every other row fixed (L-BFGS,
     strong-Wolfe line search); returns a new ego matrix. Used to build the warm-started
     retrain reference that influence and block-Newton steps approximate."""
