@@ -36,7 +36,7 @@ from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.models import build_model
 from graphforget.reproduce.runner import parse_method
 from graphforget.train import TrainConfig, evaluate, load_checkpoint, train
-from graphforget.unlearn import get_unlearner
+from graphforget.unlearn import get_unlearner, load_methods
 
 METHODS = ["if", "ifru", "alteraser", "finetune:max_epochs=1"]
 
@@ -78,6 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     dev = args.device
     methods = [parse_method(m) for m in (args.method or METHODS)]
+    load_methods(["retrain"] + [name for name, _ in methods])
 
     graph = load_lightgcn_txt(args.data)
     print(graph)

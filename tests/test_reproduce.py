@@ -63,3 +63,10 @@ def test_reproduce_models_subset(tmp_path):
         rows = list(csv.DictReader(f))
     assert rows and {r["model"] for r in rows} == {"mf"}
     assert json.loads(paths["json"].read_text())["models"] == ["mf-0"]
+
+
+def test_reproduce_rejects_an_unknown_method_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="unknown unlearning method 'iffy'"):
+        reproduce("alteraser", tmp_path / "no-data", tmp_path, preset="smoke", methods=["retrain", "iffy"],
+                  log=lambda s: None)
+    assert not any(tmp_path.iterdir())

@@ -20,7 +20,8 @@ from typing import Optional
 from ..data.graph import InteractionGraph
 from ..train import TrainConfig
 from .report import aggregate, plot_tradeoff, write_results
-from .runner import Setting, run_setting
+from ..unlearn import load_methods
+from .runner import Setting, parse_method, run_setting
 
 IFRU_METHODS = ["original", "retrain", "sisa", "receraser", "scif", "if", "ifru:k=0", "ifru:k=1",
                 "ifru:k=2", "ifru:k=1,paper_mode=true", "alteraser", "finetune"]
@@ -96,6 +97,7 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
     seeds = seeds or p["seeds"]
     epochs = epochs or p["epochs"]
     methods = methods or p["methods"]
+    load_methods(["retrain"] + [n for n, _ in map(parse_method, methods) if n != "original"])
     datasets = datasets or p["datasets"]
     if models:
         kept = [m for m in p["models"] if m[0] in models or f"{m[0]}-{m[1]}" in models]

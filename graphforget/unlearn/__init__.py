@@ -44,6 +44,14 @@ def get_unlearner(method: str, **options) -> Unlearner:
     return getattr(importlib.import_module(module), cls)(**options)
 
 
+def load_methods(methods=None) -> None:
+    """Import the modules of the method names ``methods`` (default: all) now, checking the
+    names: a long run (benchmark, reproduction) then fails on a typo before it trains anything
+    and keeps the code it started with even if the source changes while it runs."""
+    for name in (METHODS if methods is None else list(methods)):
+        importlib.import_module(METHODS[method_key(name)].split(":")[0])
+
+
 def unlearn(model, graph, request, method: str = "ifru", **options) -> UnlearnResult:
     """Forget ``request`` (edges ``[2, m]``, pairs, or an :class:`UnlearningRequest`) from
     ``model`` trained on ``graph``; returns the new model, new graph and a report."""
@@ -70,4 +78,5 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "SampleSet",
-           "sample_losses", "total_loss", "METHODS", "method_key", "get_unlearner", "unlearn", *CLASSES]
+           "sample_losses", "total_loss", "METHODS", "method_key", "get_unlearner", "load_methods", "unlearn",
+           *CLASSES]

@@ -33,8 +33,8 @@ can reach an affected row); only the Hessian blocks are closed forms.
 of epochs is not a minimiser of :math:`\mathcal{L}`: the gradient of the original objective on
 the affected rows is far from zero, larger than the deleted samples' own terms. Block Newton then
 keeps *training* the affected rows toward the weakly regularised optimum and overfits them
-(ml100k MF, 1%: Recall@20 0.248 → 0.230 / 0.217 / 0.199 after 1 / 3 / 10 rounds; the retrain
-has 0.249; ``experiments/results/alteraser.md``). Anchoring the objective at the trained point,
+(ml100k MF, 1%, mean of 3 seeds: Recall@20 0.248 → 0.228 / 0.212 / 0.192 after 1 / 3 / 10
+rounds; the retrain has 0.248; ``experiments/results/alteraser.md``). Anchoring the objective at the trained point,
 :math:`\mathcal{L}'(E) - \langle \nabla \mathcal{L}(E_0), E \rangle` (stationary where
 :math:`\nabla\mathcal{L}' = \nabla\mathcal{L}(E_0)`, IFRU's equation), was tried and is worse:
 with saturated BPR margins the block curvature is ≈ δ, the linear term is unbounded below in
