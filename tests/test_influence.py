@@ -247,3 +247,10 @@ def test_summed_loss_equals_sum_of_sample_losses_and_bpr_equals_score_difference
         margin = model.score(s.users, s.items, out) - model.score(s.users, s.negatives, out)
         torch.testing.assert_close(model.bpr_terms(out, s.users, s.items, s.negatives),
                                    -torch.nn.functional.logsigmoid(margin))
+
+
+@pytest.mark.parametrize("method", ["if", "ifru", "alteraser"])
+@pytest.mark.parametrize("bad", [-0.1, "fit", True, None])
+def test_bad_ridge_is_rejected(method, bad):
+    with pytest.raises(ValueError, match="ridge must be"):
+        get_unlearner(method, ridge=bad)

@@ -119,7 +119,7 @@ from ..models import MF, LightGCN, NGCF, RecModel
 from .base import Timer, Unlearner, UnlearnReport
 from .influence import newly_isolated
 from .linalg import batched_block_solve
-from .objective import SampleSet, fitted_ridge, sample_losses
+from .objective import SampleSet, fitted_ridge, ridge_option, sample_losses
 
 BLOCK_ORDERS = {"alternate": ("users", "items"), "users": ("users",), "items": ("items",)}
 
@@ -330,8 +330,7 @@ class AltEraser(Unlearner):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
         if paths not in ("self", "neighbours"):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
-        if ridge != "fitted" and not (isinstance(ridge, (int, float)) and ridge >= 0):
-            raise ValueError(f"ridge must be a number >= 0 or 'fitted', got {ridge!r}")
+        ridge = ridge_option(ridge)
         super().__init__(seed=seed, track_memory=track_memory, rounds=int(rounds), tol=tol,
                          damping=damping, blocks=blocks, weight_decay=weight_decay, loss=loss,
                          line_search=line_search, max_backtracks=int(max_backtracks), paths=paths,
@@ -339,7 +338,7 @@ class AltEraser(Unlearner):
         self.rounds, self.tol, self.damping = int(rounds), float(tol), float(damping)
         self.blocks, self.weight_decay, self.loss = blocks, float(weight_decay), loss
         self.line_search, self.max_backtracks = bool(line_search), int(max_backtracks)
-        self.paths, self.ridge = paths, (ridge if ridge == "fitted" else float(ridge))
+        self.paths, self.ridge = paths, ridge
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:

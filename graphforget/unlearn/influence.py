@@ -64,7 +64,7 @@ from ..models import RecModel
 from .base import Timer, UnlearnReport, Unlearner
 from .curvature import LinearModelHessian
 from .linalg import HessianOperator, conjugate_gradient, lanczos_damped_solve, lissa, power_iteration
-from .objective import SampleSet, fitted_ridge, summed_loss
+from .objective import SampleSet, fitted_ridge, ridge_option, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
 
 
@@ -272,8 +272,7 @@ class InfluenceFunction(Unlearner):
             raise ValueError("need damping >= 0, tol > 0, max_iter >= 1, weight_decay >= 0")
         if loss not in ("auto", "bpr", "bce"):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
-        if ridge != "fitted" and not (isinstance(ridge, (int, float)) and ridge >= 0):
-            raise ValueError(f"ridge must be a number >= 0 or 'fitted', got {ridge!r}")
+        ridge = ridge_option(ridge)
         super().__init__(seed=seed, track_memory=track_memory, damping=damping, solver=solver,
                          tol=tol, max_iter=max_iter, weight_decay=weight_decay, loss=loss,
                          paper_mode=paper_mode, fallback_fraction=fallback_fraction,
@@ -282,7 +281,7 @@ class InfluenceFunction(Unlearner):
         self.weight_decay, self.loss, self.paper_mode = float(weight_decay), loss, bool(paper_mode)
         self.fallback_fraction, self.lissa_scale = float(fallback_fraction), lissa_scale
         self.damping_retries = int(damping_retries)
-        self.ridge = ridge if ridge == "fitted" else float(ridge)
+        self.ridge = ridge
 
     # ---------------------------------------------------------------- steps
     def prepare(self, model: RecModel, graph: InteractionGraph, edges: Tensor) -> InfluenceProblem:

@@ -120,6 +120,15 @@ def total_loss(model: RecModel, adj: Optional[Tensor], ego: Tensor, samples: Sam
     return summed_loss(model, model.propagate(adj, ego), ego, samples, weight_decay)
 
 
+def ridge_option(ridge):
+    """A method's ``ridge`` option, validated: ``"fitted"`` or a float ``>= 0``."""
+    if ridge == "fitted":
+        return ridge
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+        raise ValueError(f"ridge must be a number >= 0 or 'fitted', got {ridge!r}")
+    return float(ridge)
+
+
 def fitted_ridge(grad: Tensor, theta: Tensor) -> float:
     r"""The ridge strength :math:`\rho = \max(0, -\langle \nabla\mathcal{L}(\theta), \theta
     \rangle / \lVert \theta \rVert^2)` that best cancels a trained model's gradient.
