@@ -41,6 +41,9 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
 
     Returns:
         ``(ranks, candidates)``, both ``LongTensor [m]`` on CPU.
+
+    Queries are processed grouped by user, so each block computes one score row per distinct
+    user (many queries share a user: a membership-inference sample has ~8 per user on Gowalla).
     """
     num_users, num_items = user_emb.shape[0], item_emb.shape[0]
     m = edges.shape[1]
@@ -48,10 +51,13 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
     ranks = torch.empty(m, dtype=torch.long)
     cands = torch.empty(m, dtype=torch.long)
     ptr, ex_items = _csr_of(exclude, num_users) if exclude is not None else (None, None)
+    order = torch.argsort(edges[0], stable=True)
     for s in range(0, m, batch_size):
-        u, i = edges[0, s:s + batch_size], edges[1, s:s + batch_size]
+        idx = order[s:s + batch_size]
+        u, i = edges[0, idx], edges[1, idx]
         b = u.numel()
-        key = _order_key(user_emb[u.to(dev)] @ item_emb.t())  # [b, I]
+        users, inv = torch.unique(u, return_inverse=True)
+        key = _order_key(user_emb[users.to(dev)] @ item_emb.t())[inv.to(dev)]  # [b, I]
         masked = torch.zeros(b, num_items, dtype=torch.bool, device=dev)
         if ptr is not None:
             cnt = ptr[u + 1] - ptr[u]
@@ -61,8 +67,8 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
         rows = torch.arange(b, device=dev)
         masked[rows, i.to(dev)] = False
         target = key[rows, i.to(dev)]
-        ranks[s:s + b] = (((key > target[:, None]) & ~masked).sum(1) + 1).cpu()
-        cands[s:s + b] = (num_items - masked.sum(1)).cpu()
+        ranks[idx] = (((key > target[:, None]) & ~masked).sum(1) + 1).cpu()
+        cands[idx] = (num_items - masked.sum(1)).cpu()
     return ranks, cands
 
 
