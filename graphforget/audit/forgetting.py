@@ -58,17 +58,22 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
         b = u.numel()
         users, inv = torch.unique(u, return_inverse=True)
         key = _order_key(user_emb[users.to(dev)] @ item_emb.t())[inv.to(dev)]  # [b, I]
-        masked = torch.zeros(b, num_items, dtype=torch.bool, device=dev)
-        if ptr is not None:
+        rows = torch.arange(b, device=dev)
+        target = key[rows, i.to(dev)]
+        above = torch.count_nonzero(key > target[:, None], dim=1).cpu()  # every item
+        n_ex = torch.zeros(b, dtype=torch.long)
+        if ptr is not None:  # take back the excluded items (never the query item itself)
             cnt = ptr[u + 1] - ptr[u]
             r = torch.repeat_interleave(torch.arange(b), cnt)
             c = ex_items[torch.repeat_interleave(ptr[u], cnt) + _ragged_arange(cnt)]
-            masked[r.to(dev), c.to(dev)] = True
-        rows = torch.arange(b, device=dev)
-        masked[rows, i.to(dev)] = False
-        target = key[rows, i.to(dev)]
-        ranks[idx] = (((key > target[:, None]) & ~masked).sum(1) + 1).cpu()
-        cands[idx] = (num_items - masked.sum(1)).cpu()
+            pair = torch.unique(r * num_items + c)  # duplicates in ``exclude`` count once
+            r, c = pair // num_items, pair % num_items
+            r, c = r[c != i[r]], c[c != i[r]]
+            above -= torch.zeros(b, dtype=torch.long).index_add_(
+                0, r, (key[r.to(dev), c.to(dev)] > target[r.to(dev)]).long().cpu())
+            n_ex = torch.bincount(r, minlength=b)
+        ranks[idx] = above + 1
+        cands[idx] = num_items - n_ex
     return ranks, cands
 
 
