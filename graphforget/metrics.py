@@ -24,9 +24,9 @@ from torch import Tensor
 def _order_key(scores: Tensor) -> Tensor:
     """int64 key whose descending order is (score desc, item id asc), exactly."""
     bits = scores.to(torch.float32).contiguous().view(torch.int32)
-    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(torch.int64)
+    key = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(torch.int64)
     idx = torch.arange(scores.shape[-1], device=scores.device, dtype=torch.int64)
-    return (ordered << 31) + ((1 << 31) - 1 - idx)
+    return key.bitwise_left_shift_(31).add_((1 << 31) - 1 - idx)  # in place: one [b, I] int64
 
 
 def _csr_of(edges: Tensor, num_users: int) -> tuple[Tensor, Tensor]:
