@@ -68,7 +68,8 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
             c = ex_items[torch.repeat_interleave(ptr[u], cnt) + _ragged_arange(cnt)]
             pair = torch.unique(r * num_items + c)  # duplicates in ``exclude`` count once
             r, c = pair // num_items, pair % num_items
-            r, c = r[c != i[r]], c[c != i[r]]
+            keep = c != i[r]
+            r, c = r[keep], c[keep]
             above -= torch.zeros(b, dtype=torch.long).index_add_(
                 0, r, (key[r.to(dev), c.to(dev)] > target[r.to(dev)]).long().cpu())
             n_ex = torch.bincount(r, minlength=b)
