@@ -27,7 +27,7 @@ from graphforget.reproduce.runner import deletion_edges
 from graphforget.reproduce.tables import load_table_dataset
 from graphforget.train import TrainConfig, evaluate, train
 from graphforget.unlearn import SampleSet, get_unlearner, total_loss
-from graphforget.unlearn.objective import minimize_rows
+from graphforget.unlearn.objective import fitted_ridge, minimize_rows
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
     e0 = model.embedding.detach()
     x = e0.clone().requires_grad_(True)
     (g_old,) = torch.autograd.grad(total_loss(model, g.adj() if args.layers else None, x, samples, wd), x)
-    ridge = float(-(g_old * e0).sum() / e0.pow(2).sum())
+    ridge = fitted_ridge(g_old, e0)
     print(f"fitted ridge ρ = {ridge:.4g}: |∇L + ρθ| / |∇L| = "
           f"{float((g_old + ridge * e0).norm() / g_old.norm()):.3f} on the trained model")
 
@@ -81,7 +81,7 @@ def main() -> None:
         print(f"  L-BFGS minimum over those rows: new objective {objective(warm):10.4f}   "
               f"Recall@20 {recall(with_rows(warm), res.graph):.4f}   "
               f"|θ* − θ| / |θ| {float((warm - e0)[rows].norm() / e0[rows].norm()):.3g}")
-        fitted = minimize_rows(model, adj, e0, remaining, wd, rows, 200, ridge=max(ridge, 0.0))
+        fitted = minimize_rows(model, adj, e0, remaining, wd, rows, 200, ridge=ridge)
         print(f"  ... with the fitted ridge:          new objective {objective(fitted):10.4f}   "
               f"Recall@20 {recall(with_rows(fitted), res.graph):.4f}   "
               f"|θ* − θ| / |θ| {float((fitted - e0)[rows].norm() / e0[rows].norm()):.3g}")

@@ -119,7 +119,7 @@ from ..models import MF, LightGCN, NGCF, RecModel
 from .base import Timer, Unlearner, UnlearnReport
 from .influence import newly_isolated
 from .linalg import batched_block_solve
-from .objective import SampleSet, fitted_ridge, ridge_option, sample_losses
+from .objective import SampleSet, fitted_ridge, ridge_option, sample_losses, total_loss
 
 BLOCK_ORDERS = {"alternate": ("users", "items"), "users": ("users",), "items": ("items",)}
 
@@ -379,8 +379,7 @@ class AltEraser(Unlearner):
         if rho == "fitted":
             with timer("gradient"):
                 e0 = emb.clone().requires_grad_(True)
-                old = sample_losses(model, model.propagate(graph.adj(dev).to(dtype), e0), e0,
-                                    samples_old, self.weight_decay).sum()
+                old = total_loss(model, graph.adj(dev).to(dtype), e0, samples_old, self.weight_decay)
                 rho = fitted_ridge(torch.autograd.grad(old, e0)[0][aff_dev], emb[aff_dev])
             report.notes.append(f"fitted ridge {rho:.4g} (implicit L2 of the training budget)")
         emb[isolated.to(dev)] = 0.0  # before the iteration, so the other rows adapt to it
