@@ -65,6 +65,21 @@ def test_reproduce_models_subset(tmp_path):
     assert json.loads(paths["json"].read_text())["models"] == ["mf-0"]
 
 
+def test_reproduce_deletions_subset(tmp_path):
+    root = shared("ml100k").parent
+    with pytest.raises(ValueError, match="choose from"):
+        reproduce("alteraser", root, tmp_path, preset="smoke", deletions=["random:0.5"], log=lambda s: None)
+    with pytest.raises(ValueError, match="one deletion per model"):
+        reproduce("ifru", root, tmp_path, preset="smoke", deletions=["random:0.01"], log=lambda s: None)
+    assert not any(tmp_path.iterdir())  # rejected before any work
+    paths = reproduce("alteraser", root, tmp_path, preset="smoke", models=["mf"], deletions=["users:2"],
+                      methods=["retrain", "original"], progress=False, log=lambda s: None)
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["deletion"] for r in rows} == {"users:2"}
+    assert json.loads(paths["json"].read_text())["deletions"] == ["users:2"]
+
+
 def test_reproduce_rejects_an_unknown_method_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="unknown unlearning method 'iffy'"):
         reproduce("alteraser", tmp_path / "no-data", tmp_path, preset="smoke", methods=["retrain", "iffy"],

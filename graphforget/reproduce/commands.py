@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--methods", nargs="+", help="method specs, e.g. ifru:k=1 alteraser:rounds=3")
     p.add_argument("--datasets", nargs="+")
     p.add_argument("--models", nargs="+", help="subset of the preset's models: mf, lightgcn, lightgcn-<layers>")
+    p.add_argument("--deletions", nargs="+",
+                   help="subset of the alteraser preset's deletions: random:0.01 random:0.05 users:10")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
@@ -31,5 +33,6 @@ def _run(args) -> int:
         raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")
     reproduce(args.table, Path(args.data_root), Path(args.out), preset=args.preset, seeds=args.seeds,
               epochs=args.epochs, methods=args.methods, datasets=args.datasets, models=args.models,
+              deletions=args.deletions,
               device=args.device, progress=not args.no_progress)
     return 0

@@ -82,13 +82,14 @@ def load_table_dataset(name: str, root: Path, seed: int = 0,
 def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
               seeds: Optional[list] = None, epochs: Optional[int] = None,
               methods: Optional[list] = None, datasets: Optional[list] = None,
-              models: Optional[list] = None, device: str = "cpu", progress: bool = True,
-              log=print) -> dict:
+              models: Optional[list] = None, deletions: Optional[list] = None,
+              device: str = "cpu", progress: bool = True, log=print) -> dict:
     """Run one paper table; write ``<table>.{csv,md,json,png}`` under ``out_dir``.
 
     ``seeds``, ``epochs``, ``methods``, ``datasets`` and ``models`` override the preset's;
     ``models`` keeps the preset's model rows named ``"mf"``, ``"lightgcn"`` (every depth) or
-    ``"lightgcn-<layers>"``."""
+    ``"lightgcn-<layers>"``; ``deletions`` keeps the alteraser preset's deletion requests named
+    ``"<kind>:<amount>"`` (``"random:0.05"``, ``"users:10"``)."""
     if table not in PRESETS:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(PRESETS)}")
     if preset not in PRESETS[table]:
@@ -105,6 +106,13 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
         if not kept or any(name not in known for name in models):
             raise ValueError(f"models {models} not in the {table} table's {preset} preset: choose from {known}")
         p["models"] = kept
+    if deletions:
+        if "deletions" not in p:
+            raise ValueError(f"the {table} table has one deletion per model (its flipped-label forget set)")
+        known = [f"{kind}:{amount:g}" for kind, amount in p["deletions"]]
+        if any(d not in known for d in deletions):
+            raise ValueError(f"deletions {deletions} not in the {table} table's {preset} preset: choose from {known}")
+        p["deletions"] = [d for d, name in zip(p["deletions"], known) if name in deletions]
     rows: list = []
     fingerprints = {}
     t0 = time.perf_counter()
@@ -134,9 +142,11 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
                    "floor_rank_corr", "mia_auc", "seconds", "speedup"]
         title = "AltEraser table: implicit feedback, BPR"
     meta = {"title": title, "table": table, "preset": preset, "seeds": seeds, "epochs": epochs,
-            "methods": methods, "models": [f"{m[0]}-{m[1]}" for m in p["models"]], "datasets": fingerprints, "data_root": str(data_root),
-            "device": device, "wall_seconds": round(time.perf_counter() - t0, 1),
-            "protocol": __doc__.strip().split("\n\n")[1 if table == "ifru" else 1]}
+            "methods": methods, "models": [f"{m[0]}-{m[1]}" for m in p["models"]],
+            "deletions": [f"{kind}:{amount:g}" for kind, amount in p.get("deletions", [])],
+            "datasets": fingerprints, "data_root": str(data_root), "device": device,
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "protocol": __doc__.strip().split("\n\n")[1]}
     paths = write_results(Path(out_dir), table, rows, columns, meta)
     agg = aggregate(rows)
     if table == "ifru":
