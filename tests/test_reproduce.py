@@ -85,3 +85,37 @@ def test_reproduce_rejects_an_unknown_method_before_any_work(tmp_path):
         reproduce("alteraser", tmp_path / "no-data", tmp_path, preset="smoke", methods=["retrain", "iffy"],
                   log=lambda s: None)
     assert not any(tmp_path.iterdir())
+
+
+def test_reproduce_keeps_finished_settings_and_resumes(tmp_path, monkeypatch):
+    import graphforget.reproduce.runner as runner
+    import graphforget.reproduce.tables as tables
+
+    root = shared("ml100k").parent
+    calls = []
+    real_train = runner.train
+    monkeypatch.setattr(runner, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    opts = dict(preset="smoke", models=["mf"], methods=["retrain", "original"], progress=False,
+                log=lambda s: None)
+    first = reproduce("alteraser", root, tmp_path, **opts)
+    assert len(calls) == 1  # one original for both deletion requests (same data, model, seed)
+    lines = (tmp_path / "alteraser.rows.jsonl").read_text().splitlines()
+    assert [json.loads(x)["key"]["deletion"] for x in lines] == ["random", "users"]
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a finished setting was recomputed")
+
+    monkeypatch.setattr(tables, "run_setting", must_not_run)
+    with open(tmp_path / "alteraser.rows.jsonl", "a") as f:
+        f.write('{"key": {"table": "alteraser"}, "rows": [')  # a run killed mid-write
+    with pytest.warns(UserWarning, match="skipped"):
+        again = reproduce("alteraser", root, tmp_path, resume=True, **opts)
+    assert again["csv"].read_text() == first["csv"].read_text()
+    with pytest.raises(AssertionError, match="recomputed"):  # without resume: computed afresh
+        reproduce("alteraser", root, tmp_path, **opts)
+    with pytest.raises(AssertionError, match="recomputed"):  # another key (seed): not reused
+        reproduce("alteraser", root, tmp_path, resume=True, seeds=[1], **opts)
+    monkeypatch.setattr(tables, "run_setting", runner.run_setting)
+    with pytest.warns(UserWarning, match="skipped"):  # appends after the broken line stay readable
+        reproduce("alteraser", root, tmp_path, resume=True, deletions=["users:2"], seeds=[1], **opts)
+    assert len(tables.SettingLog(tmp_path / "alteraser.rows.jsonl")) == 3

@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--deletions", nargs="+",
                    help="subset of the alteraser preset's deletions: random:0.01 random:0.05 users:10")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the settings already finished in OUT/<table>.rows.jsonl (same data, "
+                        "model, deletion, seed, methods and training config) instead of recomputing them")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
 
@@ -33,6 +36,6 @@ def _run(args) -> int:
         raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")
     reproduce(args.table, Path(args.data_root), Path(args.out), preset=args.preset, seeds=args.seeds,
               epochs=args.epochs, methods=args.methods, datasets=args.datasets, models=args.models,
-              deletions=args.deletions,
+              deletions=args.deletions, resume=args.resume,
               device=args.device, progress=not args.no_progress)
     return 0

@@ -5,11 +5,57 @@ import csv
 import json
 import math
 import platform
+import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 KEYS = ("dataset", "model", "deletion", "method")
+
+
+class SettingLog:
+    """Finished settings of a reproduction, one JSON line each (``{"key": ..., "rows": [...]}``).
+
+    A line is appended as soon as a setting (dataset, model, deletion, seed) finishes, so a
+    long run that stops keeps everything it finished; a later run can :meth:`get` the rows of
+    a setting with the same key (dataset fingerprint, model, deletion, seed, methods, training
+    config) instead of recomputing them. The last line of a key wins; a line that does not
+    parse (a run killed mid-write) is skipped with a warning and its setting recomputed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._done: dict = {}
+        if self.path.exists():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    self._done[self._id(rec["key"])] = rec["rows"]
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    warnings.warn(f"{self.path}:{n}: skipped, not a finished setting ({e})")
+
+    @staticmethod
+    def _id(key: dict) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def get(self, key: dict) -> Optional[list]:
+        return self._done.get(self._id(key))
+
+    def add(self, key: dict, rows: list) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"key": key, "rows": rows}) + "\n"
+        with open(self.path, "a+b") as f:  # one write per setting, on a line of its own
+            if f.tell() > 0:
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode())
+        self._done[self._id(key)] = rows
 
 
 def aggregate(rows: Sequence[dict]) -> list[dict]:

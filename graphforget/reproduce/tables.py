@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..data.graph import InteractionGraph
 from ..train import TrainConfig
-from .report import aggregate, plot_tradeoff, write_results
+from .report import SettingLog, aggregate, plot_tradeoff, write_results
 from ..unlearn import load_methods
 from .runner import Setting, parse_method, run_setting
 
@@ -83,13 +83,18 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
               seeds: Optional[list] = None, epochs: Optional[int] = None,
               methods: Optional[list] = None, datasets: Optional[list] = None,
               models: Optional[list] = None, deletions: Optional[list] = None,
-              device: str = "cpu", progress: bool = True, log=print) -> dict:
+              device: str = "cpu", resume: bool = False, progress: bool = True,
+              log=print) -> dict:
     """Run one paper table; write ``<table>.{csv,md,json,png}`` under ``out_dir``.
 
     ``seeds``, ``epochs``, ``methods``, ``datasets`` and ``models`` override the preset's;
     ``models`` keeps the preset's model rows named ``"mf"``, ``"lightgcn"`` (every depth) or
     ``"lightgcn-<layers>"``; ``deletions`` keeps the alteraser preset's deletion requests named
-    ``"<kind>:<amount>"`` (``"random:0.05"``, ``"users:10"``)."""
+    ``"<kind>:<amount>"`` (``"random:0.05"``, ``"users:10"``).
+
+    Every finished setting is appended to ``<out_dir>/<table>.rows.jsonl``
+    (:class:`~graphforget.reproduce.report.SettingLog`); with ``resume`` the settings found
+    there under the same key are reused, so a long table can be built over several runs."""
     if table not in PRESETS:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(PRESETS)}")
     if preset not in PRESETS[table]:
@@ -114,6 +119,8 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
             raise ValueError(f"deletions {deletions} not in the {table} table's {preset} preset: choose from {known}")
         p["deletions"] = [d for d, name in zip(p["deletions"], known) if name in deletions]
     rows: list = []
+    done = SettingLog(Path(out_dir) / f"{table}.rows.jsonl")
+    originals: dict = {}
     fingerprints = {}
     t0 = time.perf_counter()
     for ds in datasets:
@@ -132,7 +139,19 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
             setting = Setting(ds, graph, model, layers, kind, amount, config=cfg)
             for seed in seeds:
                 log(f"{ds} {model}-{layers} {kind}:{amount:g} seed {seed}")
-                rows += run_setting(setting, methods, seed, audit=True, progress=progress, log=log)
+                key = {"table": table, "dataset": ds, "data_sha256": fingerprints[ds]["sha256"],
+                       "model": model, "layers": layers, "dim": setting.dim, "deletion": kind,
+                       "amount": amount, "seed": seed, "methods": list(methods),
+                       "config": {k: v for k, v in cfg.to_dict().items() if k != "progress"}}
+                cached = done.get(key) if resume else None
+                if cached is not None:
+                    log(f"  reused from {done.path}")
+                    rows += cached
+                    continue
+                found = run_setting(setting, methods, seed, audit=True, progress=progress, log=log,
+                                    originals=originals)
+                done.add(key, found)
+                rows += found
     if table == "ifru":
         columns = ["deleted", "valid_auc", "test_auc", "test_auc_user_or_item",
                    "test_auc_user_and_item", "seconds", "speedup"]
