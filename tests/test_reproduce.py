@@ -1,6 +1,7 @@
 """Smoke versions of the paper-table reproductions, so the commands cannot rot."""
 import csv
 import json
+import math
 
 import pytest
 
@@ -8,6 +9,7 @@ from conftest import shared
 
 from graphforget.cli import main
 from graphforget.reproduce import parse_method, reproduce
+from graphforget.reproduce.report import read_results
 
 
 def test_parse_method():
@@ -101,6 +103,11 @@ def test_reproduce_keeps_finished_settings_and_resumes(tmp_path, monkeypatch):
     assert len(calls) == 1  # one original for both deletion requests (same data, model, seed)
     lines = (tmp_path / "alteraser.rows.jsonl").read_text().splitlines()
     assert [json.loads(x)["key"]["deletion"] for x in lines] == ["random", "users"]
+    logged = [r for x in lines for r in json.loads(x)["rows"]]
+    parsed = read_results(first["csv"])  # the CSV reads back to the very rows
+    assert [set(r) for r in parsed] == [set(r) for r in logged]
+    assert all(p[k] == r[k] or (math.isnan(p[k]) and math.isnan(r[k]))
+               for p, r in zip(parsed, logged) for k in r)
 
     def must_not_run(*a, **k):
         raise AssertionError("a finished setting was recomputed")
@@ -119,3 +126,28 @@ def test_reproduce_keeps_finished_settings_and_resumes(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="skipped"):  # appends after the broken line stay readable
         reproduce("alteraser", root, tmp_path, resume=True, deletions=["users:2"], seeds=[1], **opts)
     assert len(tables.SettingLog(tmp_path / "alteraser.rows.jsonl")) == 3
+
+
+def test_tradeoff_plot_draws_methods_and_reference_lines(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    from graphforget.reproduce.report import plot_tradeoff
+
+    base = {"dataset": "d", "model": "mf", "deletion": "random:0.01", "floor_overlap@20": 0.6}
+    agg = [dict(base, method="Original", seconds=0.0, **{"overlap@20": 0.8}),
+           dict(base, method="AltEraser (rounds=1)", seconds=0.1, **{"overlap@20": 0.7}),
+           dict(base, method="AltEraser (rounds=3)", seconds=0.3, **{"overlap@20": 0.65}),
+           dict(base, method="Fine-tune (max_epochs=1)", seconds=0.2, **{"overlap@20": 0.75}),
+           dict(base, method="AltEraser (rounds=1, ridge=fitted)", seconds=0.1, **{"overlap@20": 0.72}),
+           dict(base, method="IFRU", seconds=0.1, **{"overlap@20": 0.79})]
+    lines, real = [], matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline",
+                        lambda self, yv, *a, **k: lines.append((k.get("label"), yv)) or real(self, yv, *a, **k))
+    curves, plot = [], matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **k: curves.extend(plot(self, *a, **k)))
+    out = plot_tradeoff(agg, tmp_path / "p.png", "overlap@20", "t", methods=["AltEraser", "Fine-tune"])
+    assert out.exists() and out.stat().st_size > 0
+    assert lines == [("Original (do nothing)", 0.8), ("retrain vs retrain (noise floor)", 0.6)]
+    assert [(c.get_label(), list(c.get_ydata())) for c in curves] == [
+        ("AltEraser", [0.7, 0.65]), ("Fine-tune", [0.75]), ("AltEraser (ridge=fitted)", [0.72])]

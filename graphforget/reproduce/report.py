@@ -138,10 +138,37 @@ def write_results(out_dir: Path, name: str, rows: Sequence[dict], columns: Seque
             "json": out_dir / f"{name}.json", "table": md, "aggregate": agg}
 
 
+INTEGER_COLUMNS = ("seed", "deleted", "solver_iters")
+
+
+def read_results(path: Path) -> list[dict]:
+    """The per-seed rows of a ``NAME.csv`` written by :func:`write_results`, numbers parsed
+    (cells the writer left empty are dropped), e.g. to aggregate or plot them again."""
+    with open(path, newline="") as f:
+        return [{k: (v if k in KEYS else int(v) if k in INTEGER_COLUMNS else float(v))
+                 for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+#: options that only set a method's budget: the points of one curve differ in these alone
+BUDGET_OPTIONS = ("rounds", "max_epochs")
+
+
+def method_family(label: str) -> str:
+    """A method label without its budget options: ``"AltEraser (rounds=3, ridge=fitted)"`` →
+    ``"AltEraser (ridge=fitted)"``; the rows of one family form one time/quality curve."""
+    name, _, inside = label.partition(" (")
+    keep = [o for o in inside.rstrip(")").split(", ") if o and o.split("=")[0] not in BUDGET_OPTIONS]
+    return f"{name} ({', '.join(keep)})" if keep else name
+
+
 def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
                   methods: Sequence[str] | None = None) -> Path | None:
-    """Scatter/curve of ``y`` against unlearning wall time (log x) per method family, one panel
-    per (dataset, model, deletion). Returns the PNG path, or None without matplotlib."""
+    """Scatter/curve of ``y`` against unlearning wall time (log x) per method family
+    (:func:`method_family`; ``methods`` keeps the families of these method names), one panel
+    per (dataset, model, deletion), with horizontal reference lines where the rows have them:
+    the original model's ``y`` (doing nothing; it takes no time, so it is no point) and the
+    retrain-vs-retrain noise floor ``floor_<y>``. Returns the PNG path, or None without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -156,18 +183,25 @@ def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
     rows_ = math.ceil(n / cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2])
         fam: dict = defaultdict(list)
         for r in agg:
             if (r["dataset"], r["model"], r["deletion"]) != panel or y not in r:
                 continue
-            family = r["method"].split(" (")[0]
-            if methods and family not in methods:
+            family = method_family(r["method"])
+            if methods and family.split(" (")[0] not in methods:
                 continue
             if r.get("seconds", 0) > 0 and not math.isnan(r.get(y, float("nan"))):
                 fam[family].append((r["seconds"], r[y], r["method"]))
         for family, pts in fam.items():
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", label=family)
+        for label, col, style in (("Original (do nothing)", y, "--"),
+                                  ("retrain vs retrain (noise floor)", f"floor_{y}", ":")):
+            vals = [r[col] for r in agg if (r["dataset"], r["model"], r["deletion"]) == panel
+                    and (col != y or r["method"] == "Original") and not math.isnan(r.get(col, math.nan))]
+            if vals:
+                ax.axhline(vals[0], linestyle=style, color="grey", linewidth=1, label=label)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
         ax.set_xlabel("unlearning wall time (s)")
