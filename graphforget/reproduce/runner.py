@@ -122,10 +122,11 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
                 originals: Optional[dict] = None) -> list[dict]:
     """Rows for every method on one setting and seed.
 
-    ``originals``: a dict shared across calls that keeps each trained original by (dataset,
-    model, layers, dim, seed) — the original does not depend on the deletion request (except
-    for flipped labels, which change its training data), so the settings of one grid train it
-    once. Training is seeded, so a kept original equals a retrained one."""
+    ``originals``: a dict shared across calls that keeps each trained original by (training
+    data fingerprint, model, layers, dim, training config with its seed) — the original does
+    not depend on the deletion request unless it changes the training data (flipped labels),
+    so the settings of one grid train it once. Training is seeded, so a kept original equals
+    a retrained one."""
     from ..audit import agreement, membership_inference_auc, noise_floor
 
     log = log or (lambda s: None)
@@ -139,15 +140,15 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
         return build_model(setting.model, graph.num_users, graph.num_items, setting.dim,
                            setting.layers, seed=s)
 
-    key = (setting.dataset, setting.model, setting.layers, setting.dim, seed)
-    if originals is not None and setting.deletion != "flip" and key in originals:
+    key = (graph.fingerprint(), setting.model, setting.layers, setting.dim, repr(cfg))
+    if originals is not None and key in originals:
         original = originals[key]
         log("  original reused (trained for an earlier deletion of this grid)")
     else:
         t = time.perf_counter()
         original = train(fresh(seed), graph, cfg).model
         log(f"  original trained in {time.perf_counter() - t:.1f}s")
-        if originals is not None and setting.deletion != "flip":
+        if originals is not None:
             originals[key] = original
     base = {"dataset": setting.dataset, "model": f"{setting.model}-{setting.layers}"
             if setting.model != "mf" else "mf", "deletion": f"{setting.deletion}:{setting.amount:g}",
