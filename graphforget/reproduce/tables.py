@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..data.graph import InteractionGraph
 from ..train import TrainConfig
-from .report import SettingLog, aggregate, plot_tradeoff, write_results
+from .report import SettingLog, plot_tradeoff, write_results
 from ..unlearn import load_methods
 from .runner import Setting, parse_method, run_setting
 
@@ -167,7 +167,7 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "protocol": __doc__.strip().split("\n\n")[1]}
     paths = write_results(Path(out_dir), table, rows, columns, meta)
-    paths["png"] = plot_table(table, aggregate(rows), Path(out_dir) / f"{table}.png")
+    paths["png"] = plot_table(table, paths["aggregate"], Path(out_dir) / f"{table}.png")
     log(paths["table"])
     return paths
 
