@@ -52,6 +52,14 @@ def test_reproduce_alteraser_smoke_cli(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert all(r["floor_overlap@20"] for r in rows)
     assert all(0.0 <= float(r["mia_auc"]) <= 1.0 for r in rows)
+    # the flags reach reproduce(): one deletion request, every setting reused from the rows log
+    rc = main(["reproduce", "alteraser", "--preset", "smoke", "--data-root", str(root), "--out",
+               str(tmp_path), "--no-progress", "--deletions", "users:2", "--resume", "--methods",
+               "retrain", "original", "alteraser:rounds=1", "finetune:max_epochs=1", "ifru"])
+    assert rc == 0 and "reused from" in capsys.readouterr().out
+    with open(tmp_path / "alteraser.csv") as f:
+        again = list(csv.DictReader(f))
+    assert again == [r for r in rows if r["deletion"] == "users:2"]
 
 
 def test_reproduce_models_subset(tmp_path):
