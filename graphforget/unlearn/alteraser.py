@@ -319,7 +319,7 @@ class AltEraser(Unlearner):
     def __init__(self, rounds: int = 10, tol: float = 1e-3, damping: float = 0.1,
                  blocks: str = "alternate", weight_decay: float = 1e-4, loss: str = "auto",
                  line_search: bool = True, max_backtracks: int = 12, paths: str = "neighbours",
-                 ridge=0.0, seed: int = 0, track_memory: bool = False) -> None:
+                 ridge=0.0, seed: int = 0) -> None:
         if int(rounds) < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
         if not tol >= 0 or not damping >= 0 or not weight_decay >= 0:
@@ -331,7 +331,7 @@ class AltEraser(Unlearner):
         if paths not in ("self", "neighbours"):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
         ridge = ridge_option(ridge)
-        super().__init__(seed=seed, track_memory=track_memory, rounds=int(rounds), tol=tol,
+        super().__init__(seed=seed, rounds=int(rounds), tol=tol,
                          damping=damping, blocks=blocks, weight_decay=weight_decay, loss=loss,
                          line_search=line_search, max_backtracks=int(max_backtracks), paths=paths,
                          ridge=ridge)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
-import tracemalloc
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -67,6 +67,7 @@ class UnlearnReport:
     Newton-step methods also fill the solver fields and the step diagnostics
     ``gradient_mismatch`` / ``objective_change``
     (:meth:`~graphforget.unlearn.influence.InfluenceFunction.check_step`).
+    ``peak_memory_mb``: the call's peak memory (:class:`PeakMemory`; NaN where not measurable).
     """
 
     method: str
@@ -83,7 +84,7 @@ class UnlearnReport:
     objective_change: float = float("nan")
     affected_nodes: int = 0
     affected_parameters: int = 0
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float = float("nan")
     options: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -103,7 +104,8 @@ class UnlearnReport:
             parts.append(f"objective_change={self.objective_change:.3g} "
                          f"gradient_mismatch={self.gradient_mismatch:.3g}")
         parts.append(f"affected nodes={self.affected_nodes} params={self.affected_parameters} "
-                     f"peak_mem={self.peak_memory_mb:.1f}MB")
+                     + (f"peak_mem={self.peak_memory_mb:.1f}MB" if math.isfinite(self.peak_memory_mb)
+                        else "peak_mem=n/a"))
         return " ".join(parts)
 
 
@@ -130,19 +132,60 @@ class Timer:
             self.report.seconds[phase] = self.report.seconds.get(phase, 0.0) + time.perf_counter() - t
 
 
+class PeakMemory:
+    """Peak memory of a block of code, in MiB (``mb``; NaN where it cannot be measured).
+
+    On CUDA: :func:`torch.cuda.max_memory_allocated` after a reset — the caching allocator's
+    peak of live tensors. On CPU: the process's resident-set high-water mark (``VmHWM`` in
+    ``/proc/self/status``, reset on entry by writing ``5`` to ``/proc/self/clear_refs``; Linux)
+    minus the resident set on entry — the extra memory the block needed at its peak, tensors
+    and everything else alike. Python's ``tracemalloc`` would not do: torch allocates tensor
+    storage outside the Python heap. Measures this process only (not the child processes of
+    parallel shard retraining), and the high-water mark is per process: two blocks measured at
+    once in different threads disturb each other.
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.mb, self._start = cuda, float("nan"), 0
+
+    @staticmethod
+    def _status_kb(field_name: str) -> int:
+        with open("/proc/self/status") as f:
+            return int(re.search(rf"^{field_name}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+    def __enter__(self) -> "PeakMemory":
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._start = self._status_kb("VmRSS")
+        except (OSError, AttributeError):  # not Linux, or /proc not writable
+            self._start = -1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            self.mb = torch.cuda.max_memory_allocated() / 2**20
+        elif self._start >= 0:
+            try:
+                self.mb = max(0, self._status_kb("VmHWM") - self._start) / 1024
+            except (OSError, AttributeError):
+                pass
+
+
 class Unlearner:
     """Base class: subclasses implement :meth:`_unlearn` on a copied model.
 
     ``unlearn`` resolves and validates the request *before* touching anything, copies the model,
-    times the whole call and records peak memory (CUDA peak when on GPU, else Python heap peak
-    via ``tracemalloc`` when ``track_memory=True``).
+    times the whole call and records its peak memory (:class:`PeakMemory`).
     """
 
     name = "base"
 
-    def __init__(self, seed: int = 0, track_memory: bool = False, **options) -> None:
+    def __init__(self, seed: int = 0, **options) -> None:
         self.seed = seed
-        self.track_memory = track_memory
         self.options = options
 
     def unlearn(self, model: RecModel, graph: InteractionGraph, request) -> UnlearnResult:
@@ -154,21 +197,11 @@ class Unlearner:
         report = UnlearnReport(method=self.name, num_deleted=int(edges.shape[1]),
                                options={"seed": self.seed, **self.options})
         new_model = copy.deepcopy(model)
-        cuda = next(model.parameters()).is_cuda
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        elif self.track_memory:
-            tracemalloc.start()
         t0 = time.perf_counter()
-        try:
+        with PeakMemory(next(model.parameters()).is_cuda) as peak:
             new_graph = self._unlearn(new_model, graph, edges, report, Timer(report))
-        finally:
-            if not cuda and self.track_memory:
-                report.peak_memory_mb = tracemalloc.get_traced_memory()[1] / 2**20
-                tracemalloc.stop()
         report.seconds_total = time.perf_counter() - t0
-        if cuda:
-            report.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
+        report.peak_memory_mb = peak.mb
         for p in new_model.parameters():
             if not bool(torch.isfinite(p).all()):
                 raise FloatingPointError(f"{self.name}: non-finite parameters after unlearning; "

@@ -27,8 +27,7 @@ class FineTune(Unlearner):
     name = "finetune"
 
     def __init__(self, config: Optional[TrainConfig] = None, max_epochs: int = 10,
-                 patience: Optional[int] = 3, lr: Optional[float] = None, seed: int = 0,
-                 track_memory: bool = False) -> None:
+                 patience: Optional[int] = 3, lr: Optional[float] = None, seed: int = 0) -> None:
         config = config if config is not None else TrainConfig(progress=False)
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -39,7 +38,7 @@ class FineTune(Unlearner):
         lr = config.lr if lr is None else float(lr)
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        super().__init__(seed=seed, track_memory=track_memory, max_epochs=int(max_epochs),
+        super().__init__(seed=seed, max_epochs=int(max_epochs),
                          patience=patience, lr=lr, config=config.to_dict())
         self.config = dataclasses.replace(config, optimizer="adamw", lr=lr, epochs=int(max_epochs),
                                           patience=patience)

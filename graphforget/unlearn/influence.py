@@ -265,7 +265,7 @@ class InfluenceFunction(Unlearner):
                  max_iter: int = 300, weight_decay: float = 1e-4, loss: str = "auto",
                  paper_mode: bool = False, fallback_fraction: float = 0.5,
                  lissa_scale: Optional[float] = None, damping_retries: int = 6, ridge=0.0,
-                 seed: int = 0, track_memory: bool = False) -> None:
+                 seed: int = 0) -> None:
         if solver not in ("cg", "lissa"):
             raise ValueError(f"solver must be 'cg' or 'lissa', got {solver!r}")
         if damping < 0 or tol <= 0 or max_iter < 1 or weight_decay < 0:
@@ -273,7 +273,7 @@ class InfluenceFunction(Unlearner):
         if loss not in ("auto", "bpr", "bce"):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
         ridge = ridge_option(ridge)
-        super().__init__(seed=seed, track_memory=track_memory, damping=damping, solver=solver,
+        super().__init__(seed=seed, damping=damping, solver=solver,
                          tol=tol, max_iter=max_iter, weight_decay=weight_decay, loss=loss,
                          paper_mode=paper_mode, fallback_fraction=fallback_fraction,
                          lissa_scale=lissa_scale, damping_retries=damping_retries, ridge=ridge)

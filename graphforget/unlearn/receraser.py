@@ -34,9 +34,9 @@ class RecEraser(SISA):
     name = "receraser"
     aggregators = ("attention", "mean")
 
-    def __init__(self, seed: int = 0, track_memory: bool = False, processes: int = 1,
+    def __init__(self, seed: int = 0, processes: int = 1,
                  aggregator_epochs: Optional[int] = None) -> None:
-        super().__init__(seed=seed, track_memory=track_memory, processes=processes)
+        super().__init__(seed=seed, processes=processes)
         if aggregator_epochs is not None and int(aggregator_epochs) < 0:
             raise ValueError(f"aggregator_epochs must be >= 0, got {aggregator_epochs}")
         self.aggregator_epochs = aggregator_epochs

@@ -24,12 +24,11 @@ class Retrain(Unlearner):
 
     name = "retrain"
 
-    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0,
-                 track_memory: bool = False) -> None:
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0) -> None:
         config = config if config is not None else TrainConfig(progress=False)
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-        super().__init__(seed=seed, track_memory=track_memory, config=config.to_dict())
+        super().__init__(seed=seed, config=config.to_dict())
         self.config = config
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,

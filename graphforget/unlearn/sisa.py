@@ -27,7 +27,7 @@ class SISA(Unlearner):
 
     Args:
         processes: train the affected shards in this many parallel ``spawn`` processes.
-        seed, track_memory: see :class:`~graphforget.unlearn.base.Unlearner`.
+        seed: see :class:`~graphforget.unlearn.base.Unlearner`.
 
     The report's ``options["retrained_shards"]`` lists the retrained shards and
     ``options["shard_seconds"]`` their training times; ``affected_parameters`` counts their
@@ -37,10 +37,10 @@ class SISA(Unlearner):
     name = "sisa"
     aggregators = ("mean",)
 
-    def __init__(self, seed: int = 0, track_memory: bool = False, processes: int = 1) -> None:
+    def __init__(self, seed: int = 0, processes: int = 1) -> None:
         if int(processes) < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        super().__init__(seed=seed, track_memory=track_memory, processes=int(processes))
+        super().__init__(seed=seed, processes=int(processes))
         self.processes = int(processes)
 
     def _check_model(self, model: RecModel) -> ShardedRecommender:
