@@ -20,6 +20,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from .data.sparse import ragged_arange as _ragged_arange
+
 
 def _order_key(scores: Tensor) -> Tensor:
     """int64 key whose descending order is (score desc, item id asc), exactly."""
@@ -52,13 +54,6 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, k: int,
             scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
         out.append(torch.topk(_order_key(scores), k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
-
-
-def _ragged_arange(counts: Tensor) -> Tensor:
-    """``cat([arange(c) for c in counts])`` without a Python loop."""
-    total = int(counts.sum())
-    starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(total) - torch.repeat_interleave(starts, counts)
 
 
 @torch.no_grad()

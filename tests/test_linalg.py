@@ -111,6 +111,12 @@ def test_batched_block_solve_equals_per_block_solves():
         torch.testing.assert_close(x[k], ref)
     with pytest.raises(ValueError):
         batched_block_solve(blocks, g[:3])
+    # symmetric but indefinite blocks (no Cholesky factor) are solved too, beside definite ones
+    mixed = blocks.clone()
+    mixed[[1, 4]] = -mixed[[1, 4]] + torch.diag(torch.tensor([9.0, 0, 0, 0, 0], dtype=torch.float64))
+    x = batched_block_solve(mixed, g)
+    for k in range(7):
+        torch.testing.assert_close(x[k], torch.linalg.solve(mixed[k], g[k]))
 
 
 def _restart_ladder(a, b, ladder, tol, max_iter):

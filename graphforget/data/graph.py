@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .interactions import Interactions
-from .sparse import NormalizedAdjacency
+from .sparse import NormalizedAdjacency, khop
 
 
 def edge_keys(edges: Tensor, num_items: int) -> Tensor:
@@ -269,18 +269,14 @@ class InteractionGraph:
         Deleting ``(u, i)`` changes the degree of ``u`` and ``i`` and hence the normalised weight
         of every edge at ``u`` or ``i``; layer 1 of a node changes iff it is an endpoint or a
         neighbour of one, and layer ``k`` iff it lies within ``k`` hops of an endpoint. So the
-        set is the ``k``-hop neighbourhood (in the graph *before* deletion) of the endpoints,
-        found with :func:`torch_geometric.utils.k_hop_subgraph`.
+        set is the ``k``-hop neighbourhood (in the graph *before* deletion) of the endpoints
+        (sorted; :func:`~graphforget.data.sparse.khop` on the cached adjacency).
         """
-        from torch_geometric.utils import k_hop_subgraph
-
         edges = as_edge_tensor(edges)
         seeds = torch.unique(torch.cat([edges[0], edges[1] + self.num_users]))
         if k <= 0:
             return seeds
-        subset, _, _, _ = k_hop_subgraph(seeds, k, self.edge_index, relabel_nodes=False,
-                                         num_nodes=self.num_nodes)
-        return subset
+        return khop(self.adjacency, seeds, k)
 
     def __repr__(self) -> str:
         s = self.stats()

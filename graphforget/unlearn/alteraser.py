@@ -114,7 +114,7 @@ import torch
 from torch import Tensor
 
 from ..data.graph import InteractionGraph
-from ..data.sparse import NormalizedAdjacency
+from ..data.sparse import NormalizedAdjacency, khop
 from ..models import MF, LightGCN, NGCF, RecModel
 from .base import Timer, Unlearner, UnlearnReport
 from .influence import newly_isolated
@@ -180,12 +180,14 @@ def margin_terms(model: RecModel, out: Tensor, samples: SampleSet):
     return nodes, r, p * (1 - p)
 
 
-def node_curvature(model: RecModel, out: Tensor, samples: SampleSet, nodes: Tensor) -> tuple[Tensor, Tensor]:
+def node_curvature(model: RecModel, out: Tensor, samples: SampleSet, nodes: Tensor,
+                   buffer: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     r"""Per-node Gauss–Newton curvature w.r.t. the node's *representation* and sample counts.
 
     Returns ``G [len(nodes), d, d]`` with :math:`G_a = \sum_{s \ni a} w_s r_{s,a} r_{s,a}^\top`
     (the first ``d`` coordinates of :math:`r` — all of them except for NGCF, whose ego block
-    they are) and ``n [len(nodes)]``, the number of samples containing each node.
+    they are) and ``n [len(nodes)]``, the number of samples containing each node. ``buffer``
+    (``[len(nodes), d, d]``) receives ``G`` when given (see :func:`_accumulate_outer`).
     """
     d = model.dim
     dev = out.device
@@ -197,7 +199,7 @@ def node_curvature(model: RecModel, out: Tensor, samples: SampleSet, nodes: Tens
     slot = slot[hit]
     q = r.reshape(hit.numel(), -1)[hit][:, :d]
     wq = w.repeat_interleave(snodes.shape[1])[hit]
-    return _accumulate_outer(q * wq.sqrt().unsqueeze(1), slot, nodes.numel()), \
+    return _accumulate_outer(q * wq.sqrt().unsqueeze(1), slot, nodes.numel(), buffer), \
         torch.bincount(slot, minlength=nodes.numel()).to(out.dtype)
 
 
@@ -219,6 +221,7 @@ class BlockCurvature:
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
         self.model, self.nodes, self.weight_decay = model, nodes, float(weight_decay)
         self.gnodes, self.self_idx, self.coef, self.spread = nodes, None, None, None
+        self._buffers: dict[str, Tensor] = {}
         if isinstance(model, LightGCN) and model.num_layers > 0:
             if adjacency is None:
                 raise ValueError("LightGCN block Hessians need the adjacency")
@@ -235,17 +238,29 @@ class BlockCurvature:
                     torch.stack([pos[adjacency.row[sel]], inv[nodes.numel():]]), p1.pow(2),
                     (nodes.numel(), self.gnodes.numel()), check_invariants=False).coalesce()
 
+    def _buffer(self, name: str, rows: int, like: Tensor) -> Tensor:
+        """A ``[rows, d, d]`` work buffer kept across calls: fresh tensors of this size cost
+        more in page faults than the arithmetic that fills them."""
+        d = self.model.dim
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] != rows or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[name] = like.new_empty(rows, d, d)
+        return buf
+
     def hessians(self, out: Tensor, samples: SampleSet) -> Tensor:
+        """The blocks at ``out``; the result is a buffer that the next call overwrites."""
         d, dev = self.model.dim, out.device
-        g, n = node_curvature(self.model, out, samples, self.gnodes)
+        g, n = node_curvature(self.model, out, samples, self.gnodes,
+                              self._buffer("gnodes", self.gnodes.numel(), out))
         if self.spread is not None:
             idx = self.self_idx.to(dev)
-            g_all, g, n = g, g[idx], n[idx]
-            spread = self.spread.to(dev, out.dtype)
+            g_all, n = g, n[idx]
+            g = torch.index_select(g_all, 0, idx, out=self._buffer("nodes", idx.numel(), out))
         if self.coef is not None:
-            g = g * self.coef.to(dev, out.dtype).pow(2).view(-1, 1, 1)
+            g.mul_(self.coef.to(dev, out.dtype).pow(2).view(-1, 1, 1))
         if self.spread is not None:
-            g = g + torch.sparse.mm(spread, g_all.reshape(-1, d * d)).view(-1, d, d)
+            flat = g.view(-1, d * d)
+            torch.addmm(flat, self.spread.to(dev, out.dtype), g_all.view(-1, d * d), out=flat)
         g.diagonal(dim1=1, dim2=2).add_((self.weight_decay * n).unsqueeze(1))
         return g
 
@@ -260,29 +275,35 @@ def block_hessians(model: RecModel, out: Tensor, samples: SampleSet, nodes: Tens
     return BlockCurvature(model, nodes, weight_decay, adjacency, paths).hessians(out, samples)
 
 
-def _accumulate_outer(x: Tensor, slot: Tensor, n: int) -> Tensor:
+def _accumulate_outer(x: Tensor, slot: Tensor, n: int, out: Optional[Tensor] = None) -> Tensor:
     r""":math:`G_b = \sum_{p: slot_p = b} x_p x_p^\top` for ``n`` blocks, ``[n, d, d]``.
 
     Rows are grouped by block and blocks bucketed by ``⌈log2 count⌉``; each bucket is padded to
     its width (at most twice the count) and reduced with one ``bmm``, so the work is
-    ``O(P d²)`` in dense matrix products with one Python iteration per bucket.
+    ``O(P d²)`` in dense matrix products with one Python iteration per bucket. Rows and blocks
+    move by ``index_copy_`` (contiguous row copies; advanced-index assignment was most of the
+    time on Gowalla). ``out``, an ``[n, d, d]`` tensor to overwrite, saves the allocation.
     """
-    d = x.shape[1]
-    h = torch.zeros(n, d, d, dtype=x.dtype, device=x.device)
+    d, dev = x.shape[1], x.device
     counts = torch.bincount(slot, minlength=n)
     order = torch.argsort(slot, stable=True)
     slot, x = slot[order], x[order]
     start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(slot.numel(), device=x.device) - start[slot]
+    rank = torch.arange(slot.numel(), device=dev) - start[slot]
     bucket = torch.ceil(torch.log2(counts.clamp(min=1).double())).long()
+    pair_bucket = bucket[slot]
+    h = torch.empty(n, d, d, dtype=x.dtype, device=dev) if out is None else out  # all written below
+    h.index_fill_(0, torch.nonzero(counts == 0).view(-1), 0.0)
+    local = torch.empty(n, dtype=torch.long, device=dev)
     for b in torch.unique(bucket[counts > 0]).tolist():
         blocks = torch.nonzero((bucket == b) & (counts > 0)).view(-1)
-        local = torch.full((n,), -1, dtype=torch.long, device=x.device)
-        local[blocks] = torch.arange(blocks.numel(), device=x.device)
-        sel = local[slot] >= 0
-        pad = x.new_zeros(blocks.numel(), 1 << b, d)
-        pad[local[slot[sel]], rank[sel]] = x[sel]
-        h[blocks] = pad.transpose(1, 2) @ pad
+        width = 1 << b
+        local[blocks] = torch.arange(blocks.numel(), device=dev)
+        pairs = torch.nonzero(pair_bucket == b).view(-1)
+        pad = x.new_zeros(blocks.numel() * width, d)
+        pad.index_copy_(0, local[slot[pairs]] * width + rank[pairs], x[pairs])
+        pad = pad.view(blocks.numel(), width, d)
+        h.index_copy_(0, blocks, pad.transpose(1, 2) @ pad)
     return h
 
 
@@ -357,10 +378,7 @@ class AltEraser(Unlearner):
             affected = graph.khop_nodes(edges, k_layers)
             region = affected
             if k_layers > 0:  # rows whose representation depends on an affected ego row
-                from torch_geometric.utils import k_hop_subgraph
-
-                region = k_hop_subgraph(affected, k_layers, new_graph.edge_index,
-                                        num_nodes=graph.num_nodes)[0]
+                region = khop(new_graph.adjacency, affected, k_layers)
             in_region = torch.zeros(graph.num_nodes, dtype=torch.bool)
             in_region[region] = True
             samples = samples.select(in_region[samples.nodes(nu)].any(1))

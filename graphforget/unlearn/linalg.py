@@ -282,13 +282,17 @@ def power_iteration(matvec: Callable[[Tensor], Tensor], like: Tensor, iters: int
 def batched_block_solve(blocks: Tensor, g: Tensor, damping: float = 0.0) -> Tensor:
     r"""Solve :math:`(H_b + \delta I)\, x_b = g_b` for every block ``b`` at once.
 
+    Blocks are factorised by batched Cholesky (half of LU's work for the symmetric
+    positive-definite blocks of damped Gauss–Newton Hessians); any block that is not positive
+    definite is solved by LU instead.
+
     Args:
         blocks: ``[n, d, d]`` symmetric blocks (e.g. one per node).
         g: ``[n, d]`` right-hand sides.
         damping: :math:`\delta` added to every diagonal.
 
     Returns:
-        ``[n, d]`` solutions (``torch.linalg.solve`` on the stack; raises on a singular block).
+        ``[n, d]`` solutions (raises on a singular block).
     """
     if blocks.dim() != 3 or blocks.shape[-1] != blocks.shape[-2]:
         raise ValueError(f"blocks must be [n, d, d], got {tuple(blocks.shape)}")
@@ -297,7 +301,14 @@ def batched_block_solve(blocks: Tensor, g: Tensor, damping: float = 0.0) -> Tens
     a = blocks
     if damping:
         a = blocks + damping * torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
-    return torch.linalg.solve(a, g.unsqueeze(-1)).squeeze(-1)
+    rhs = g.unsqueeze(-1)
+    factor, info = torch.linalg.cholesky_ex(a)  # a = L Lᵀ; two triangular solves (faster
+    x = torch.linalg.solve_triangular(  # than cholesky_solve on stacks of small blocks)
+        factor.mT, torch.linalg.solve_triangular(factor, rhs, upper=False), upper=True)
+    bad = info != 0
+    if bool(bad.any()):
+        x[bad] = torch.linalg.solve(a[bad], rhs[bad])
+    return x.squeeze(-1)
 
 
 __all__ = ["HessianOperator", "hvp", "dense_hessian", "conjugate_gradient", "lanczos_damped_solve", "lissa",

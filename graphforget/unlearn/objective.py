@@ -93,7 +93,7 @@ def sample_losses(model: RecModel, out: Tensor, ego: Tensor, samples: SampleSet,
         ego: ego embeddings ``[N, d]`` the representations were computed from.
     """
     nodes = samples.nodes(model.num_users).to(out.device)
-    reg = sum(ego[col].pow(2).sum(-1) for col in nodes.unbind(1))
+    reg = ego.pow(2).sum(-1)[nodes].sum(1)  # squared row norms gathered, not the [n, d] rows
     return data_terms(model, out, samples) + 0.5 * weight_decay * reg
 
 

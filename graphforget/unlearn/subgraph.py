@@ -26,39 +26,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..data.sparse import NormalizedAdjacency
+from ..data.sparse import NormalizedAdjacency, khop
 from .objective import SampleSet
-
-
-def _ragged_arange(counts: Tensor) -> Tensor:
-    """``cat([arange(c) for c in counts])`` without a Python loop."""
-    starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(int(counts.sum())) - torch.repeat_interleave(starts, counts)
-
-
-def khop(adjacency: NormalizedAdjacency, seeds: Tensor, k: int) -> Tensor:
-    """Sorted node ids within ``k`` hops of ``seeds`` (seeds included) in ``adjacency``'s graph.
-
-    Frontier expansion over the row-sorted entries: each hop looks up only the frontier's
-    neighbour lists (binary search on ``row``), so the cost follows the region, not the graph.
-    Equal to ``torch_geometric.utils.k_hop_subgraph``'s node subset.
-    """
-    n = adjacency.num_nodes
-    seeds = torch.unique(seeds.view(-1).long())
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[seeds] = True
-    frontier = seeds
-    row, col = adjacency.row, adjacency.col
-    for _ in range(max(0, int(k))):
-        if frontier.numel() == 0:
-            break
-        start = torch.searchsorted(row, frontier)
-        count = torch.searchsorted(row, frontier, right=True) - start
-        nbr = col[torch.repeat_interleave(start, count) + _ragged_arange(count)]
-        nbr = torch.unique(nbr[~mask[nbr]])
-        mask[nbr] = True
-        frontier = nbr
-    return torch.nonzero(mask).view(-1)
 
 
 def induced_adjacency(adjacency: NormalizedAdjacency, nodes: Tensor, dtype=torch.float32,
