@@ -30,6 +30,7 @@ def test_reproduce_ifru_smoke_is_deterministic(tmp_path):
         meta = json.loads(paths["json"].read_text())
         assert meta["seeds"] == [0] and "torch" in meta["versions"]
         assert "ml-latest-small" in meta["datasets"]
+        assert meta["train_config"]["lr"] == 1e-3 and meta["train_config"]["loss"] == "auto"
     a, b = runs
     # two models x five methods, every method present
     assert len(a) == 10 and {r["method"] for r in a} == {"Original", "Retrain", "IF", "IFRU (k=1)", "SCIF"}

@@ -123,18 +123,18 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
     originals: dict = {}
     fingerprints = {}
     t0 = time.perf_counter()
+    if table == "ifru":
+        grid = [(m, layers, ("flip", frac)) for m, layers, frac in p["models"]]
+        cfg = TrainConfig(epochs=epochs, batch_size=1024, lr=1e-3, weight_decay=1e-4,
+                          patience=None, device=device, progress=False)
+    else:
+        grid = [(m, layers, d) for m, layers in p["models"] for d in p["deletions"]]
+        cfg = TrainConfig(epochs=epochs, batch_size=2048, lr=5e-3, weight_decay=1e-4,
+                          patience=None, device=device, progress=False)
     for ds in datasets:
         graph = load_table_dataset(ds, data_root, seed=0, max_rows=p.get("max_rows"))
         fingerprints[ds] = graph.stats()
         log(f"{ds}: {graph}")
-        if table == "ifru":
-            grid = [(m, layers, ("flip", frac)) for m, layers, frac in p["models"]]
-            cfg = TrainConfig(epochs=epochs, batch_size=1024, lr=1e-3, weight_decay=1e-4,
-                              patience=None, device=device, progress=False)
-        else:
-            grid = [(m, layers, d) for m, layers in p["models"] for d in p["deletions"]]
-            cfg = TrainConfig(epochs=epochs, batch_size=2048, lr=5e-3, weight_decay=1e-4,
-                              patience=None, device=device, progress=False)
         for model, layers, (kind, amount) in grid:
             setting = Setting(ds, graph, model, layers, kind, amount, config=cfg)
             for seed in seeds:
@@ -163,6 +163,7 @@ def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",
     meta = {"title": title, "table": table, "preset": preset, "seeds": seeds, "epochs": epochs,
             "methods": methods, "models": [f"{m[0]}-{m[1]}" for m in p["models"]],
             "deletions": [f"{kind}:{amount:g}" for kind, amount in p.get("deletions", [])],
+            "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "progress")},
             "datasets": fingerprints, "data_root": str(data_root), "device": device,
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "protocol": __doc__.strip().split("\n\n")[1]}
