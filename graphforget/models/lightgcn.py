@@ -40,8 +40,9 @@ class LightGCN(RecModel):
 
     def propagate(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
         x = self.embedding if embedding is None else embedding
-        out = x * self.alpha[0]
+        alpha = self.alpha.tolist()
+        out = x * alpha[0]
         for k in range(1, self.num_layers + 1):
             x = sym_spmm(adj, x)
-            out = out + x * self.alpha[k]
+            out.add_(x, alpha=alpha[k])  # in place: no [N, d] temporaries (autograd-safe)
         return out
