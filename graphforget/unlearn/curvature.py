@@ -94,7 +94,7 @@ class ScoreCurvature:
                             torch.cat([one, b_vals]), (r, 2 * n))
         # work buffers: every product reuses them (fresh [n, d] tensors each call cost more in
         # page faults than the arithmetic: they exceed the allocator's mmap threshold)
-        self._du, self._db = out.new_empty(n, out.shape[1]), out.new_empty(n, out.shape[1])
+        self._du: Optional[Tensor] = None  # [dz_u; dz_i - dz_j], allocated by the first product
         self._h = out.new_empty(2 * n, out.shape[1])  # [h_u; h_b], the scatter's operand
         self._out = out.new_empty(out.shape)
         self.a = torch.index_select(out, 0, self.u)
@@ -122,7 +122,9 @@ class ScoreCurvature:
         r""":math:`w \nabla^2_Z \Phi \cdot dZ`, shape of ``dz``; the result is a buffer that
         the next call overwrites."""
         n = self.a.shape[0]
-        du, db, hu, hb = self._du, self._db, self._h[:n], self._h[n:]
+        if self._du is None:
+            self._du = torch.empty_like(self._h)
+        du, db, hu, hb = self._du[:n], self._du[n:], self._h[:n], self._h[n:]
         torch.index_select(dz, 0, self.u, out=du)
         self._product(self.B, dz, db)
         dm = torch.einsum("nd,nd->n", du, self.b) + torch.einsum("nd,nd->n", self.a, db)
