@@ -248,3 +248,30 @@ def test_ridge_moves_the_fixed_point_to_the_ridged_minimiser():
     fitted = AltEraser(blocks="users", rounds=1, weight_decay=wd, ridge="fitted").unlearn(small, g, edges)
     (note,) = [n for n in fitted.report.notes if n.startswith("fitted ridge")]
     assert float(note.split()[2]) > 0
+
+
+@pytest.mark.parametrize("model_cls", ["mf", "lightgcn"])
+def test_block_curvature_reuses_its_buffers_without_stale_values(model_cls):
+    """BlockCurvature keeps its [n, d, d] work buffers across calls (AltEraser rebuilds the
+    blocks every round): a second call at other representations equals a fresh computation,
+    and the blocks of rows in no sample are reset, not left from the first call."""
+    from graphforget.unlearn.alteraser import BlockCurvature
+
+    g = random_graph(25, 30, 200, seed=4)
+    model = (MF(g.num_users, g.num_items, dim=6, init_std=0.6, seed=3) if model_cls == "mf" else
+             LightGCN(g.num_users, g.num_items, dim=6, num_layers=2, init_std=0.6, seed=3)).double()
+    adj = g.adj().to(torch.float64)
+    samples = SampleSet.bpr(g, seed=0)
+    nodes = torch.arange(g.num_nodes)
+    curv = BlockCurvature(model, nodes, 1e-2, g.adjacency)
+    emb = model.embedding.detach()
+    first = curv.hessians(model.propagate(adj, emb), samples).clone()
+    fewer = samples.select(torch.arange(40))  # most rows now in no sample
+    out2 = model.propagate(adj, 1.7 * emb)
+    second = curv.hessians(out2, fewer)
+    fresh = BlockCurvature(model, nodes, 1e-2, g.adjacency).hessians(out2, fewer)
+    torch.testing.assert_close(second, fresh, rtol=0, atol=0)
+    assert not torch.equal(second, first)
+    unused = ~torch.isin(nodes, fewer.nodes(g.num_users).reshape(-1))
+    if model_cls == "mf":  # exact blocks: a row in no sample has none
+        assert bool(unused.any()) and float(second[unused].abs().max()) == 0.0
