@@ -32,6 +32,17 @@ def _sorted_sym_entries(users: Tensor, items: Tensor, num_users: int, num_nodes:
     return row[order], col[order], eid[order]
 
 
+def grouped_csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """``torch.sparse_csr`` matrix with ``values`` at ``(rows, cols)``; the entries must already
+    be grouped by row in increasing row order (within a row in any order: products only need
+    the grouping; duplicates add up)."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+
+
 @dataclass
 class NormalizedAdjacency:
     """Symmetric-normalised adjacency of a bipartite graph, cached as ``torch.sparse`` CSR.
@@ -67,13 +78,7 @@ class NormalizedAdjacency:
     def csr(self, device: torch.device | str | None = None) -> Tensor:
         """The normalised adjacency as a ``torch.sparse_csr`` tensor (built once, cached)."""
         if self._csr is None:
-            crow = torch.zeros(self.num_nodes + 1, dtype=torch.long)
-            crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                self._csr = torch.sparse_csr_tensor(crow, self.col, self.values,
-                                                    size=(self.num_nodes, self.num_nodes),
-                                                    check_invariants=False)
+            self._csr = grouped_csr(self.row, self.col, self.values, (self.num_nodes, self.num_nodes))
         if device is None or torch.device(device) == self._csr.device:
             return self._csr
         if self._csr_device is None or self._csr_device.device != torch.device(device):

@@ -39,12 +39,12 @@ uses that operator instead.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from ..data.sparse import grouped_csr
 from ..models import RecModel
 from .objective import SampleSet, node_counts
 
@@ -54,12 +54,7 @@ def _incidence(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int
     grouped by row in their given order (products only need the grouping), duplicates kept,
     so they add up in products."""
     order = torch.argsort(rows, stable=True)
-    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, cols[order], values[order], size=shape,
-                                       check_invariants=False)
+    return grouped_csr(rows[order], cols[order], values[order], shape)
 
 
 class ScoreCurvature:

@@ -19,14 +19,13 @@ the models' item offset convention (``items + num_users`` indexes the node matri
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..data.sparse import NormalizedAdjacency, khop
+from ..data.sparse import NormalizedAdjacency, grouped_csr, khop
 from .objective import SampleSet
 
 
@@ -43,12 +42,7 @@ def induced_adjacency(adjacency: NormalizedAdjacency, nodes: Tensor, dtype=torch
     dinv = deg.clamp(min=1.0).rsqrt() * (deg > 0)
     val = (dinv[row] * dinv[col]).to(dtype)
     lrow, lcol = g2l[row], g2l[col]  # g2l is increasing on nodes, so (row, col) order holds
-    crow = torch.zeros(nodes.numel() + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(torch.bincount(lrow, minlength=nodes.numel()), 0)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        csr = torch.sparse_csr_tensor(crow, lcol, val, size=(nodes.numel(), nodes.numel()),
-                                      check_invariants=False)
+    csr = grouped_csr(lrow, lcol, val, (nodes.numel(), nodes.numel()))
     return csr if device is None else csr.to(device)
 
 
