@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .data.sparse import ragged_arange as _ragged_arange
+from .data.sparse import ragged_arange
 
 
 def _order_key(scores: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, k: int,
         if ex_ptr is not None:
             cnt = ex_ptr[ub + 1] - ex_ptr[ub]
             rows = torch.repeat_interleave(torch.arange(ub.numel()), cnt)
-            cols = ex_items[torch.repeat_interleave(ex_ptr[ub], cnt) + _ragged_arange(cnt)]
+            cols = ex_items[torch.repeat_interleave(ex_ptr[ub], cnt) + ragged_arange(cnt)]
             scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
         out.append(torch.topk(_order_key(scores), k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from ..data.graph import InteractionGraph
-from ..metrics import _csr_of, _order_key, _ragged_arange
+from ..data.sparse import ragged_arange
+from ..metrics import _csr_of, _order_key
 from ..models import RecModel
 from .utility import check_ids, representations
 
@@ -73,7 +74,7 @@ def agreement(model_a: RecModel, model_b: RecModel, graph: InteractionGraph, use
         b = u.numel()
         cnt = ptr[u + 1] - ptr[u]
         r = torch.repeat_interleave(torch.arange(b), cnt).to(dev)
-        c = ex[torch.repeat_interleave(ptr[u], cnt) + _ragged_arange(cnt)].to(dev)
+        c = ex[torch.repeat_interleave(ptr[u], cnt) + ragged_arange(cnt)].to(dev)
         masked = torch.zeros(b, num_items, dtype=torch.bool, device=dev)
         masked[r, c] = True
         ka = _order_key(ua[u.to(dev)] @ ia.t()).masked_fill(masked, lowest)

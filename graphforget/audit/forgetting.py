@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ..data.graph import InteractionGraph
-from ..metrics import _csr_of, _order_key, _ragged_arange
+from ..data.sparse import ragged_arange
+from ..metrics import _csr_of, _order_key
 from ..models import RecModel
 from .utility import check_edges, representations
 
@@ -65,7 +66,7 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
         if ptr is not None:  # take back the excluded items (never the query item itself)
             cnt = ptr[u + 1] - ptr[u]
             r = torch.repeat_interleave(torch.arange(b), cnt)
-            c = ex_items[torch.repeat_interleave(ptr[u], cnt) + _ragged_arange(cnt)]
+            c = ex_items[torch.repeat_interleave(ptr[u], cnt) + ragged_arange(cnt)]
             pair = torch.unique(r * num_items + c)  # duplicates in ``exclude`` count once
             r, c = pair // num_items, pair % num_items
             keep = c != i[r]
