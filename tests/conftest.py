@@ -32,6 +32,14 @@ def random_graph(num_users: int = 30, num_items: int = 40, num_edges: int = 150,
                             valid_labels=lab(va.shape[1]), test_labels=lab(te.shape[1]), name="random")
 
 
+def samples_of(graph: InteractionGraph, loss: str = "auto", seed: int = 0, negatives: int = 2):
+    """The objective's samples of ``graph`` (BPR with ``negatives`` fixed negatives per
+    positive drawn with ``seed``, or BCE on labelled graphs / ``loss="bce"``)."""
+    from graphforget.train.objective import Objective
+
+    return Objective.for_graph(graph, loss, negatives=negatives, negative_seed=seed).samples(graph)
+
+
 @pytest.fixture
 def small_graph() -> InteractionGraph:
     return random_graph()

@@ -57,7 +57,7 @@ def test_loading_with_a_different_graph_raises(tmp_path):
     smaller = graph.remove_edges(graph.train_edges[:, :1])
     with pytest.raises(ValueError, match=graph.fingerprint()):
         load_checkpoint(tmp_path / "m.pt", smaller)
-    with pytest.raises(ValueError, match="trained on graph"):
+    with pytest.raises(ValueError, match="another training graph"):
         load_checkpoint(tmp_path / "m.pt", random_graph(20, 30, 120, seed=2))
     load_checkpoint(tmp_path / "m.pt")  # no graph given: no check
 

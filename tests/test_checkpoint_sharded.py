@@ -63,7 +63,7 @@ def test_round_trip_after_sisa_unlearning(tmp_path, demo, sharded):
     loaded, _ = load_checkpoint(path, result.graph)
     _assert_identical(result.model, loaded, result.graph)
     assert loaded.edges.shape[1] == demo.num_train - 4
-    with pytest.raises(ValueError, match="trained on graph"):
+    with pytest.raises(ValueError, match="another training graph"):
         load_checkpoint(path, demo)
 
 
@@ -71,7 +71,7 @@ def test_mismatched_or_tampered_graph_refused(tmp_path, demo, sharded):
     path = tmp_path / "sharded.pt"
     save_checkpoint(path, sharded, demo)
     smaller = demo.remove_edges(demo.train_edges[:, :1])
-    with pytest.raises(ValueError, match="trained on graph"):
+    with pytest.raises(ValueError, match="another training graph"):
         load_checkpoint(path, smaller)
 
     payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -49,7 +49,7 @@ def test_train_prints_stats_metrics_and_writes_checkpoint(trained):
     assert f"users={graph.num_users} items={graph.num_items} train={graph.num_train}" in out
     model, payload = load_checkpoint(ckpt, graph)
     assert payload["model"] == {"model": "lightgcn", "num_users": graph.num_users,
-                                "num_items": graph.num_items, "dim": 16, "layers": 2}
+                                "num_items": graph.num_items, "dim": 16, "layers": 2, "init_std": 0.1}
     assert payload["train_config"]["epochs"] == 2 and payload["train_config"]["patience"] is None
     for split in ("valid", "test"):
         want = evaluate(model, graph, split)
@@ -83,7 +83,7 @@ def test_evaluate_refuses_a_different_graph(trained, tmp_path, capsys):
     (other / "train.txt").write_text("\n".join(lines[:-1] + [lines[-1].rsplit(" ", 1)[0]]) + "\n")
     assert cli.main(["evaluate", str(ckpt), "--data", str(other)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("graphforget: error: ") and "trained on graph" in err
+    assert err.startswith("graphforget: error: ") and "another training graph" in err
     assert "Traceback" not in err
 
 

@@ -3,9 +3,8 @@ autograd (single and double backward)."""
 import pytest
 import torch
 
-from conftest import random_graph
+from conftest import random_graph, samples_of
 from graphforget.models import MF, NGCF, LightGCN
-from graphforget.unlearn import SampleSet
 from graphforget.unlearn.curvature import LinearModelHessian
 from graphforget.unlearn.influence import LocalObjective, Term
 from graphforget.unlearn.linalg import HessianOperator
@@ -47,7 +46,7 @@ def _model(kind, g, layers=2, seed=0):
 def test_closed_form_hvp_equals_double_backward(kind, layers, labels, fallback):
     g = random_graph(30, 40, 120, seed=1, labels=labels)
     model = _model(kind, g, layers)
-    samples = SampleSet.for_graph(g, seed=3)
+    samples = samples_of(g, seed=3)
     rows = torch.tensor([0, 3, 7, g.num_users + 2, g.num_users + 11])
     f = _objective(model, g, rows, [Term(samples, "old", 1.0)], fallback=fallback)
     _compare(f, model.embedding.detach()[rows], damping=0.3)
@@ -59,7 +58,7 @@ def test_weighted_terms_on_two_graphs_and_paper_mode():
     model = _model("lightgcn", g, 2)
     edges = g.train_edges[:, [5, 9, 60]]
     new = g.remove_edges(edges)
-    samples = SampleSet.bpr(g, seed=0)
+    samples = samples_of(g, "bpr", 0)
     terms = [Term(samples.select(torch.tensor([5, 9, 60])), "old", -1.0),
              Term(samples.select(torch.arange(20, 70)), "new", 1.0),
              Term(samples.select(torch.arange(20, 70)), "old", -0.5)]
@@ -74,7 +73,7 @@ def test_rows_outside_every_sample_region_get_only_damping():
     model = _model("lightgcn", g, 1)
     user = int(g.train_edges[0, 0])
     new = g.remove_edges(g.train_edges[:, g.train_edges[0] == user])
-    samples = SampleSet.bpr(new, seed=0)
+    samples = samples_of(new, "bpr", 0)
     rows = torch.tensor([user, g.num_users + int(new.train_edges[1, 0])])
     f = _objective(model, g, rows, [Term(samples, "new", 1.0)], fallback=0.9, new_graph=new)
     assert not f.all_inside  # the isolated user lies outside the samples' region
@@ -95,8 +94,8 @@ def test_models_that_redefine_propagation_fall_back_to_double_backward():
     for model in (Scaled(g.num_users, g.num_items, 3, seed=0).double(),
                   NGCF(g.num_users, g.num_items, 3, num_layers=1, seed=0).double()):
         rows = torch.tensor([0, g.num_users])
-        f = _objective(model, g, rows, [Term(SampleSet.bpr(g), "old")])
+        f = _objective(model, g, rows, [Term(samples_of(g, "bpr"), "old")])
         assert isinstance(f.hessian_operator(model.embedding.detach()[rows]), HessianOperator)
     # a model in paper mode (no propagation in the Hessian) always has the closed form
-    f = _objective(model, g, rows, [Term(SampleSet.bpr(g), "old")], propagate=False)
+    f = _objective(model, g, rows, [Term(samples_of(g, "bpr"), "old")], propagate=False)
     assert isinstance(f.hessian_operator(model.embedding.detach()[rows]), LinearModelHessian)

@@ -7,9 +7,9 @@ import torch
 
 from conftest import random_graph
 from graphforget.models import MF, LightGCN
-from graphforget.unlearn import SampleSet, get_unlearner, total_loss
+from graphforget.train.objective import Objective, sample_losses, split_samples, summed_loss, total_loss
+from graphforget.unlearn import get_unlearner
 from graphforget.unlearn.linalg import dense_hessian
-from graphforget.unlearn.objective import fitted_ridge
 
 
 class FrozenItemMF(MF):
@@ -60,10 +60,10 @@ def quadratic_setup(seed=0, wd=0.1):
     return g, model, g.train_edges[:, pos], wd
 
 
-@pytest.mark.parametrize("method,opts", [("if", {}), ("ifru", {}), ("ifru", {"ridge": "fitted"}),
+@pytest.mark.parametrize("method,opts", [("if", {}), ("ifru", {}), ("if", {"coupling": 0}),
                                          ("if", {"solver": "lissa", "max_iter": 5000, "tol": 1e-9})])
 def test_newton_step_is_exact_on_quadratic_objective(method, opts):
-    """At an exact optimum the step lands on the retrained optimum; a fitted ridge is 0 there."""
+    """At an exact optimum the step lands on the retrained optimum."""
     g, model, edges, wd = quadratic_setup()
     # the test model reads item rows by global position: no relabelled regions
     opts = {"damping": 0.0, "tol": 1e-10, "max_iter": 200, "fallback_fraction": 0.0, **opts}
@@ -82,45 +82,10 @@ def test_newton_step_is_exact_on_quadratic_objective(method, opts):
     # at an exact optimum g is the new objective's gradient, and the exact Newton step lowers a
     # quadratic by ½ gᵀH⁻¹g = ½ gᵀp: f(θ) − f(θ') computed from the two optima in closed form
     assert rep.gradient_mismatch < 1e-6
-    samples = SampleSet.for_graph(new)
+    samples = Objective.for_graph(new).samples(new)
     f = lambda e: float(total_loss(res.model, None, e, samples, wd))  # noqa: E731
     torch.testing.assert_close(rep.objective_change, f(ref) - f(model.embedding.detach()), rtol=1e-6, atol=1e-9)
     assert rep.objective_change < 0 and not any("raises the new training objective" in n for n in rep.notes)
-    if opts.get("ridge") == "fitted":
-        (note,) = [n for n in rep.notes if n.startswith("fitted ridge")]
-        assert float(note.split()[2]) < 1e-8
-
-
-def test_ridge_shifts_the_hessian_like_damping_and_is_fitted_from_the_old_gradient():
-    """ρ enters as H' + (ρ + δ)I (and the reported damping stays δ); the fitted ρ of a model
-    shrunk off its optimum is the least-squares ridge of the old objective's gradient."""
-    g, model, edges, wd = quadratic_setup()
-    opts = dict(weight_decay=wd, tol=1e-10, max_iter=200, fallback_fraction=0.0)
-    by_ridge = get_unlearner("ifru", ridge=0.3, damping=0.0, **opts).unlearn(model, g, edges)
-    by_damping = get_unlearner("ifru", ridge=0.0, damping=0.3, **opts).unlearn(model, g, edges)
-    torch.testing.assert_close(by_ridge.model.embedding, by_damping.model.embedding, rtol=1e-8, atol=1e-10)
-    assert by_ridge.report.damping == 0.0 and by_damping.report.damping == 0.3
-    shrunk = copy.deepcopy(model)
-    with torch.no_grad():
-        shrunk.embedding.mul_(0.5)  # the old loss now falls as the rows grow: ρ > 0
-    res = get_unlearner("ifru", ridge="fitted", **opts).unlearn(shrunk, g, edges)
-    x = shrunk.embedding.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(total_loss(shrunk, None, x, SampleSet.for_graph(g), wd), x)
-    users = torch.unique(edges[0])  # MF with frozen items: IFRU's rows are the touched users
-    rows = torch.cat([users, torch.unique(edges[1]) + g.num_users])
-    expected = fitted_ridge(grad[rows], shrunk.embedding.detach()[rows])
-    (note,) = [n for n in res.report.notes if n.startswith("fitted ridge")]
-    assert expected > 0.01 and math.isclose(float(note.split()[2]), expected, rel_tol=1e-3)
-
-
-def test_fitted_ridge_is_the_least_squares_ridge():
-    gen = torch.Generator().manual_seed(0)
-    theta = torch.randn(7, 3, generator=gen, dtype=torch.float64)
-    other = torch.randn(7, 3, generator=gen, dtype=torch.float64)
-    other -= (other * theta).sum() / theta.pow(2).sum() * theta  # orthogonal to θ
-    assert math.isclose(fitted_ridge(-0.7 * theta + other, theta), 0.7, rel_tol=1e-12)
-    assert fitted_ridge(0.7 * theta + other, theta) == 0.0  # gradient away from shrinking
-    assert fitted_ridge(other, torch.zeros_like(theta)) == 0.0
 
 
 def test_step_check_flags_a_model_far_from_stationary():
@@ -169,23 +134,22 @@ def test_if_gradient_and_hessian_match_brute_force_through_propagation():
     g, model = _lightgcn()
     wd = 1e-2
     edges = g.train_edges[:, [3, 17, 40]]
-    un = get_unlearner("if", weight_decay=wd, fallback_fraction=1.0)
+    un = get_unlearner("if", weight_decay=wd, fallback_fraction=1.0, coupling=0)
     prob = un.problem(model, g, edges)
     rows = prob.rows
     assert torch.equal(rows, torch.unique(torch.cat([edges[0], edges[1] + g.num_users])))
-    samples = SampleSet.bpr(g, seed=0)
-    pos = g.find_edges(edges)
-    keep = torch.ones(g.num_train, dtype=torch.bool)
-    keep[pos] = False
+    split = split_samples(Objective(weight_decay=wd), g, prob.new_graph, edges)
     a_old = g.adj().to(torch.float64)
     a_new = prob.new_graph.adj().to(torch.float64)
     e = model.embedding.detach()
 
-    def direct(theta):  # −Σ_{ΔD} ℓ_s(θ; A) on the full graph
-        return -total_loss(model, a_old, e.index_put((rows,), theta), samples.select(pos), wd)
+    def direct(theta):  # −Σ_removed ℓ_s(θ; A) + Σ_added ℓ_s(θ; A') on the full graph
+        ego = e.index_put((rows,), theta)
+        return (-total_loss(model, a_old, ego, split.removed, wd)
+                + total_loss(model, a_new, ego, split.added, wd))
 
     def new_objective(theta):
-        return total_loss(model, a_new, e.index_put((rows,), theta), samples.select(torch.nonzero(keep).view(-1)), wd)
+        return total_loss(model, a_new, e.index_put((rows,), theta), split.remaining, wd)
 
     theta = e[rows].clone().requires_grad_(True)
     ref_g = torch.autograd.grad(direct(theta), theta)[0]
@@ -194,7 +158,8 @@ def test_if_gradient_and_hessian_match_brute_force_through_propagation():
     h_loc = dense_hessian(un.hessian_objective(prob), e[rows])
     torch.testing.assert_close(h_loc, h)
     # and the update is −(H + δI)⁻¹ g
-    res = get_unlearner("if", weight_decay=wd, damping=5.0, tol=1e-12, max_iter=500).unlearn(model, g, edges)
+    res = get_unlearner("if", weight_decay=wd, damping=5.0, tol=1e-12, max_iter=500,
+                        coupling=0).unlearn(model, g, edges)
     n = rows.numel() * 4
     step = torch.linalg.solve(h + 5.0 * torch.eye(n, dtype=h.dtype), ref_g.reshape(-1)).view(-1, 4)
     assert res.report.damping == 5.0
@@ -229,28 +194,25 @@ def test_unknown_options_are_rejected():
         get_unlearner("ifru", solver="newton")
     with pytest.raises(ValueError):
         get_unlearner("ifru", prune_ratio=0.0)
+    for bad in (dict(steps=0), dict(coupling=-1), dict(newton_tol=-1.0),
+                dict(steps=2, paper_mode=True), dict(weight_decay=-1.0)):
+        with pytest.raises(ValueError):
+            get_unlearner("ifru", **bad)
 
 
 def test_summed_loss_equals_sum_of_sample_losses_and_bpr_equals_score_difference():
     from graphforget.models import build_model
-    from graphforget.unlearn.objective import SampleSet, sample_losses, summed_loss
 
     g = random_graph(seed=5, labels=True)
     for model_name, layers in (("mf", 0), ("lightgcn", 2), ("ngcf", 2)):
         model = build_model(model_name, g.num_users, g.num_items, dim=6, layers=layers, seed=1).double()
         ego = model.embedding.detach()
         out = model.propagate(g.adj().double() if layers else None, ego)
-        for samples in (SampleSet.bpr(g, seed=2), SampleSet.for_graph(g, "bce")):
+        for samples in (Objective("bpr", negatives=3, negative_seed=2).samples(g),
+                        Objective("bce").samples(g)):
             ref = sample_losses(model, out, ego, samples, 0.3).sum()
             torch.testing.assert_close(summed_loss(model, out, ego, samples, 0.3), ref, rtol=1e-12, atol=1e-12)
-        s = SampleSet.bpr(g, seed=2)
+        s = Objective("bpr", negatives=3, negative_seed=2).samples(g)
         margin = model.score(s.users, s.items, out) - model.score(s.users, s.negatives, out)
         torch.testing.assert_close(model.bpr_terms(out, s.users, s.items, s.negatives),
                                    -torch.nn.functional.logsigmoid(margin))
-
-
-@pytest.mark.parametrize("method", ["if", "ifru", "alteraser"])
-@pytest.mark.parametrize("bad", [-0.1, "fit", True, None])
-def test_bad_ridge_is_rejected(method, bad):
-    with pytest.raises(ValueError, match="ridge must be"):
-        get_unlearner(method, ridge=bad)

@@ -1,12 +1,15 @@
-"""Nodes that lose every training edge: the Newton methods set their rows to 0 instead of
-taking an unbounded step on a Hessian block that is only damping."""
+"""Rows that no remaining sample touches (a user who lost every edge): the Newton methods give
+them what a retrain leaves — a fresh draw from the initialisation distribution — instead of an
+unbounded step on a Hessian block that is only damping, a zero row (visible to an attacker) or
+the original row (which still encodes the forgotten edges)."""
 import pytest
 import torch
 
 from graphforget.models import build_model
 from graphforget.train import train
+from graphforget.train.objective import Objective, split_samples
 from graphforget.unlearn import get_unlearner
-from graphforget.unlearn.influence import newly_isolated
+from graphforget.unlearn.influence import untouched_rows
 
 from conftest import random_graph
 
@@ -15,39 +18,38 @@ from conftest import random_graph
 def trained():
     graph = random_graph(num_users=30, num_items=40, num_edges=200, seed=3)
     model = build_model("lightgcn", graph.num_users, graph.num_items, dim=8, layers=2, seed=0)
-    train(model, graph, epochs=3, batch_size=64, lr=0.05, patience=None, progress=False, seed=0)
+    train(model, graph, epochs=3, batch_size=64, lr=0.05, patience=None, progress=False, seed=0,
+          negatives=2)
     return model, graph
 
 
-def test_newly_isolated_matches_degrees(trained):
+def test_untouched_rows_are_exactly_the_nodes_in_no_remaining_sample(trained):
     _, graph = trained
     user = int(graph.train_edges[0, 0])
     edges = graph.user_edges([user])
     new = graph.remove_edges(edges)
-    nu = graph.num_users
-    endpoints = torch.unique(torch.cat([edges[0], edges[1] + nu]))
-    expected = [int(v) for v in endpoints
-                if not bool(((new.train_edges[0] == v) if v < nu else (new.train_edges[1] == v - nu)).any())]
-    assert sorted(newly_isolated(new, endpoints).tolist()) == sorted(expected)
+    remaining = split_samples(Objective(negatives=2), graph, new, edges).remaining
+    nodes = torch.arange(graph.num_nodes)
+    in_sample = set(remaining.nodes(graph.num_users).reshape(-1).tolist())
+    expected = [v for v in range(graph.num_nodes) if v not in in_sample]
+    assert untouched_rows(remaining, graph.num_users, nodes).tolist() == expected
     assert user in expected
 
 
 @pytest.mark.parametrize("method", ["if", "ifru", "alteraser"])
-def test_isolated_rows_zero_and_others_bounded(trained, method):
+def test_a_forgotten_user_gets_a_fresh_initial_row(trained, method):
     model, graph = trained
     before = model.embedding.detach().clone()
     user = int(graph.train_edges[0, 0])
-    # forget a user and every edge of one of their items: both become isolated
-    item = int(graph.user_edges([user])[1, 0])
-    edges = torch.unique(torch.cat([graph.user_edges([user]), graph.item_edges([item])], 1), dim=1)
-    res = get_unlearner(method, weight_decay=1e-4).unlearn(model, graph, edges)
+    res = get_unlearner(method, seed=7).unlearn(model, graph, graph.user_edges([user]))
     emb = res.model.embedding.detach()
     assert torch.equal(model.embedding.detach(), before)  # input untouched
-    assert torch.all(emb[user] == 0) and torch.all(emb[graph.num_users + item] == 0)
+    torch.testing.assert_close(emb[user], model.fresh_rows(torch.tensor([user]), 7)[0])
+    assert 0.5 * model.init_std < float(emb[user].std()) < 2 * model.init_std
     assert torch.isfinite(emb).all()
     if method == "alteraser":  # keeps training an under-trained model: see its module doc
         return
     moved = (emb - before).norm(dim=1)
     others = torch.ones(graph.num_nodes, dtype=torch.bool)
-    others[[user, graph.num_users + item]] = False
+    others[user] = False
     assert float(moved[others].max()) < 10 * float(before.norm(dim=1).max())

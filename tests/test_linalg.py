@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from conftest import random_graph
+from conftest import random_graph, samples_of
 from graphforget.models import LightGCN
 from graphforget.unlearn.linalg import (HessianOperator, batched_block_solve, conjugate_gradient,
                                         lanczos_damped_solve,
                                         dense_hessian, hvp, lissa, power_iteration)
-from graphforget.unlearn.objective import SampleSet, total_loss
+from graphforget.train.objective import total_loss
 
 
 def _lightgcn_loss(layers=2, seed=0):
@@ -16,7 +16,7 @@ def _lightgcn_loss(layers=2, seed=0):
     with torch.no_grad():
         model.embedding.mul_(5.0)  # away from the near-linear regime of tiny scores
     adj = g.adj().to(torch.float64)
-    samples = SampleSet.bpr(g, seed=seed)
+    samples = samples_of(g, "bpr", seed)
     return (lambda e: total_loss(model, adj, e, samples, 1e-2)), model.embedding.detach().clone()
 
 
@@ -71,8 +71,9 @@ def test_cg_solves_random_spd_system():
 def test_cg_on_dense_hessian_of_lightgcn_objective():
     f, theta = _lightgcn_loss(layers=2, seed=4)
     shape = theta.shape
-    damping = 1.0
-    h = dense_hessian(f, theta) + damping * torch.eye(theta.numel(), dtype=torch.float64)
+    h0 = dense_hessian(f, theta)
+    damping = 1.0 - float(torch.linalg.eigvalsh(h0).min())  # the smallest damping plus one
+    h = h0 + damping * torch.eye(theta.numel(), dtype=torch.float64)
     assert torch.linalg.eigvalsh(h).min() > 0
     b = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     op = HessianOperator(f, theta, damping)

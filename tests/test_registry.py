@@ -81,7 +81,10 @@ def test_path_specs(tmp_path):
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert int(a.degree[: a.num_users].min()) >= 4  # 5-core, 80% of each user in train
     lf = load_dataset(shared("lastfm"))
-    assert lf.test_edges.shape[1] > 0 and lf.valid_edges.shape[1] == 0
+    assert lf.test_edges.shape[1] > 0 and lf.valid_edges.shape[1] > 0  # carved from train
+    assert "carved 0.1" in lf.notes[0]
+    raw = load_dataset(shared("lastfm"), validation=None)
+    assert raw.valid_edges.shape[1] == 0 and raw.num_train == lf.num_train + lf.valid_edges.shape[1]
     stats = dataset_stats(shared("ml100k"))
     assert stats["train"] == g.num_train and stats["sha256"] == g.fingerprint()
     inter = tmp_path / "x.inter"

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 import torch
-from conftest import random_graph
+from conftest import random_graph, samples_of
 
 from graphforget.data import Interactions
 from graphforget.data.graph import edge_keys
@@ -17,7 +17,7 @@ from graphforget.service import (Forgetter, InteractionStore, UnlearningFailed, 
                                  read_edges_file)
 from graphforget.train import evaluate, file_sha256, load_checkpoint, save_checkpoint
 from graphforget.unlearn import UnlearnResult, Unlearner
-from graphforget.unlearn.objective import SampleSet, total_loss
+from graphforget.train.objective import total_loss
 
 
 # ---------------------------------------------------------------------- test-only unlearners
@@ -33,7 +33,7 @@ class GradientSteps(Unlearner):
 
     def _unlearn(self, model, graph, edges, report, timer):
         new = graph.remove_edges(edges)
-        samples = SampleSet.bpr(new, seed=self.seed)
+        samples = samples_of(new, "bpr", self.seed)
         opt = torch.optim.SGD(model.parameters(), lr=self.lr)
         for _ in range(self.steps):
             opt.zero_grad()
@@ -415,7 +415,7 @@ def test_checkpoint_of_another_graph_is_refused(tmp_path):
         s.import_graph(g)
     other = g.remove_edges(g.train_edges[:, :1])
     save_checkpoint(tmp_path / "model.pt", build_model("mf", 20, 25, dim=8, seed=0), other)
-    with pytest.raises(ValueError, match="trained on graph"):
+    with pytest.raises(ValueError, match="another training graph"):
         Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", unlearner=GradientSteps(), fallback=None)
     with InteractionStore(tmp_path / "store.sqlite") as s:
         assert s.current_checkpoint() is None
@@ -482,9 +482,12 @@ def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
     assert cli.main(["store", "import", str(data), "--db", db, "--model", "mf", "--dim", "8",
                      "--epochs", "2", "--checkpoint", ckpt, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "bound checkpoint m.pt" in out and f"train={g.num_train}" in out
+    from graphforget.data import load_dataset
+    carved = load_dataset(data)  # train + test only: a seeded validation split is carved
+    assert carved.valid_edges.shape[1] > 0 and carved.num_train + carved.valid_edges.shape[1] == g.num_train
+    assert "bound checkpoint m.pt" in out and f"train={carved.num_train}" in out
     pairs = tmp_path / "pairs.txt"
-    pairs.write_text("\n".join(f"{u} {i}" for u, i in g.train_edges[:, :2].t().tolist()))
+    pairs.write_text("\n".join(f"{u} {i}" for u, i in carved.train_edges[:, :2].t().tolist()))
     base = ["forget", "--db", db, "--checkpoint", ckpt, "--method", "test-gd", "--option", "steps=1",
             "--fallback", "none", "--quiet"]
     assert cli.main(base + ["--edges", str(pairs), "--request-id", "cli-1"]) == 0

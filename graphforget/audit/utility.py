@@ -49,7 +49,7 @@ def representations(model: RecModel, graph: InteractionGraph) -> Tensor:
     was_training = model.training
     model.eval()
     try:
-        out = model.propagate(graph.adj(model_device(model))).float()
+        out = model.propagate(graph.adj(model_device(model), next(model.parameters()).dtype)).float()
     finally:
         model.train(was_training)
     return out

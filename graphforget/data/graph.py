@@ -79,6 +79,8 @@ class InteractionGraph:
             self._validate()
         self._adjacency = _adjacency
         self._fingerprint: Optional[str] = None
+        #: how the graph was made, for reports (e.g. a carved validation split)
+        self.notes: list[str] = []
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -149,9 +151,11 @@ class InteractionGraph:
             self._adjacency = NormalizedAdjacency.build(u, i, self.num_users, self.num_items)
         return self._adjacency
 
-    def adj(self, device: torch.device | str | None = None) -> Tensor:
-        """Cached normalised adjacency ``D^-1/2 A D^-1/2`` as ``torch.sparse_csr`` ``[N, N]``."""
-        return self.adjacency.csr(device)
+    def adj(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """Cached normalised adjacency ``D^-1/2 A D^-1/2`` as ``torch.sparse_csr`` ``[N, N]``
+        (float32; another ``dtype`` is converted on each call)."""
+        csr = self.adjacency.csr(device)
+        return csr if dtype is None or csr.dtype == dtype else csr.to(dtype)
 
     @property
     def degree(self) -> Tensor:
@@ -261,6 +265,40 @@ class InteractionGraph:
                                 train_timestamps=sel(self.train_timestamps),
                                 user_ids=self.user_ids, item_ids=self.item_ids, name=self.name,
                                 _adjacency=adjacency, _check=False)
+
+    def carve_validation(self, fraction: float = 0.1, seed: int = 0) -> "InteractionGraph":
+        """A new graph whose validation split is a seeded ``fraction`` of each user's training
+        edges (``round(fraction · degree)``, never a user's last edge); for data that ships
+        without one, so early stopping has something to judge by. Test edges are kept.
+
+        Raises ``ValueError`` if the graph already has validation edges or ``fraction`` is not
+        in ``(0, 1)``.
+        """
+        if not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        if self.valid_edges.shape[1]:
+            raise ValueError("the graph already has a validation split")
+        gen = torch.Generator().manual_seed(int(seed))
+        perm = torch.randperm(self.num_train, generator=gen)
+        users = self.train_edges[0, perm]
+        order = torch.argsort(users, stable=True)
+        perm, users = perm[order], users[order]
+        deg = torch.bincount(users, minlength=self.num_users)
+        start = torch.cumsum(deg, 0) - deg
+        rank = torch.arange(self.num_train) - start[users]
+        take = torch.floor(deg.double() * float(fraction) + 0.5).long().clamp(max=(deg - 1).clamp(min=0))
+        valid = torch.zeros(self.num_train, dtype=torch.bool)
+        valid[perm[rank < take[users]]] = True
+        if not bool(valid.any()):
+            raise ValueError(f"no user has enough training edges to carve a {fraction:g} validation split")
+        sel = lambda t, m: None if t is None else t[m]  # noqa: E731
+        return InteractionGraph(self.num_users, self.num_items, self.train_edges[:, ~valid],
+                                self.train_edges[:, valid], self.test_edges,
+                                train_labels=sel(self.train_labels, ~valid),
+                                valid_labels=sel(self.train_labels, valid), test_labels=self.test_labels,
+                                train_timestamps=sel(self.train_timestamps, ~valid),
+                                user_ids=self.user_ids, item_ids=self.item_ids, name=self.name,
+                                _check=False)
 
     def khop_nodes(self, edges, k: int) -> Tensor:
         """Nodes (homogeneous ids, items offset by ``U``) whose ``k``-layer receptive field

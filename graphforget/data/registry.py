@@ -214,10 +214,15 @@ def _path_loader(p: Path) -> Optional[Callable[[int], InteractionGraph]]:
 
 
 def load_dataset(spec: str | os.PathLike, root: Optional[str | os.PathLike] = None,
-                 seed: int = 0, verbose: bool = False) -> InteractionGraph:
+                 seed: int = 0, verbose: bool = False,
+                 validation: Optional[float] = 0.1) -> InteractionGraph:
     """Load ``"demo"``, a registered (downloaded) data set, or a path — see the module docstring.
 
-    ``seed`` drives the split of raw rating tables (LightGCN folders come split).
+    ``seed`` drives the split of raw rating tables (LightGCN folders come split) and, for data
+    that ships without a validation split (``train.txt`` + ``test.txt``), the validation split
+    carved from the training edges (:meth:`InteractionGraph.carve_validation` with fraction
+    ``validation``; ``None`` carves nothing). Early stopping needs it; the carving is printed
+    with ``verbose`` and recorded in ``graph.notes``.
     With ``verbose`` one line of statistics and the graph's sha256 fingerprint is printed.
 
     Raises:
@@ -258,7 +263,18 @@ def load_dataset(spec: str | os.PathLike, root: Optional[str | os.PathLike] = No
                              "RecBole .inter file, MovieLens ratings.csv / ratings.dat / u.data, "
                              "a Last.fm data1.txt folder or BX-Book-Ratings.csv")
         graph = loader(seed)
+    if validation is not None and graph.valid_edges.shape[1] == 0 and graph.num_train:
+        try:
+            carved = graph.carve_validation(validation, seed)
+        except ValueError as exc:  # too few edges per user: keep the graph as it is
+            graph.notes.append(f"no validation split in the data and none carved: {exc}")
+        else:
+            carved.notes.append(f"no validation split in the data: carved {validation:g} of each "
+                                f"user's training edges (seed {seed}): {carved.valid_edges.shape[1]:,} edges")
+            graph = carved
     if verbose:
+        for note in graph.notes:
+            print(f"{graph.name or key}: {note}")
         s = graph.stats()
         print(f"{s['name']}: users={s['users']:,} items={s['items']:,} train={s['train']:,} "
               f"valid={s['valid']:,} test={s['test']:,} density={s['density']:.6f} "

@@ -49,6 +49,12 @@ class RecModel(nn.Module):
                  seed: Optional[int] = None) -> None:
         super().__init__()
         self.num_users, self.num_items, self.dim = int(num_users), int(num_items), int(dim)
+        self.init_std = float(init_std)
+        #: the training recipe (``TrainConfig.to_dict()`` plus the measured ``grad_norm_rel``),
+        #: set by :func:`graphforget.train.train` and :func:`graphforget.train.load_checkpoint`;
+        #: unlearning reads the objective (λ, loss, fixed negatives) and retraining the recipe
+        #: from it. ``None`` for a model built by hand.
+        self.recipe: Optional[dict] = None
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         self.embedding = nn.Parameter(torch.randn(self.num_nodes, dim, generator=gen) * init_std)
 
@@ -59,7 +65,16 @@ class RecModel(nn.Module):
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild the model (stored in checkpoints)."""
         return {"model": self.name, "num_users": self.num_users, "num_items": self.num_items,
-                "dim": self.dim, "layers": self.num_layers}
+                "dim": self.dim, "layers": self.num_layers, "init_std": self.init_std}
+
+    @torch.no_grad()
+    def fresh_rows(self, rows: Tensor, seed: int) -> Tensor:
+        r"""Rows drawn afresh from the initialisation distribution :math:`\mathcal{N}(0,
+        \sigma_0^2)` (``[len(rows), d]``, seeded): what a retrain leaves in the row of a node
+        that no training sample touches."""
+        gen = torch.Generator().manual_seed(int(seed))
+        x = torch.randn(rows.numel(), self.dim, generator=gen, dtype=torch.float64) * self.init_std
+        return x.to(self.embedding.device, self.embedding.dtype)
 
     def propagate(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
         """Final node representations ``[N, d_out]`` for adjacency ``adj``."""

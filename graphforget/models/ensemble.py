@@ -147,6 +147,7 @@ class ShardedRecommender(RecModel):
                  aggregator_seed: int = 0, attention_dim: Optional[int] = None,
                  aggregator_config: Optional[dict] = None) -> None:
         nn.Module.__init__(self)  # no single ego embedding: every shard holds its own
+        self.recipe: Optional[dict] = None
         shard_models = list(shard_models)
         if not shard_models:
             raise ValueError("a sharded model needs at least one shard model")

@@ -1,7 +1,11 @@
-"""Training loop, negative sampling and checkpoints."""
+"""Training loop, the objective unlearning differentiates, its stationary finish, negative
+sampling and checkpoints."""
 from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
-from .sampling import sample_negatives
+from .objective import Objective, SampleSet
+from .sampling import fixed_negatives, sample_negatives
+from .stationary import FinishResult, stationarity, stationary_finish
 from .trainer import TrainConfig, Trainer, TrainResult, evaluate, train
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "evaluate", "sample_negatives",
-           "save_checkpoint", "load_checkpoint", "file_sha256"]
+           "fixed_negatives", "Objective", "SampleSet", "stationarity", "stationary_finish",
+           "FinishResult", "save_checkpoint", "load_checkpoint", "file_sha256"]

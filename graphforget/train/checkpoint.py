@@ -19,13 +19,17 @@ from typing import Optional
 import torch
 
 from ..data.graph import InteractionGraph
-from ..models import RecModel, build_model
+from ..models import RecModel, from_config
 from ..models.ensemble import ShardedRecommender
 
 
 def save_checkpoint(path: str | os.PathLike, model: RecModel, graph: InteractionGraph,
                     config: Optional[dict] = None, extra: Optional[dict] = None) -> str:
-    """Write atomically (temp file, fsync, rename). Returns the file's sha256 (16 hex)."""
+    """Write atomically (temp file, fsync, rename). Returns the file's sha256 (16 hex).
+
+    ``config`` is the training recipe stored beside the weights (default: ``model.recipe``)."""
+    if config is None:
+        config = model.recipe
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": "graphforget-checkpoint-v1", "model": model.config(),
@@ -68,19 +72,27 @@ def load_checkpoint(path: str | os.PathLike, graph: Optional[InteractionGraph] =
     if not isinstance(payload, dict) or payload.get("format") != "graphforget-checkpoint-v1":
         raise ValueError(f"{path}: not a graphforget checkpoint")
     if graph is not None and payload["graph_fingerprint"] != graph.fingerprint():
-        raise ValueError(f"{path}: checkpoint was trained on graph {payload['graph_fingerprint']}, "
-                         f"but the given graph is {graph.fingerprint()} ({graph.stats()})")
+        raise ValueError(f"{path}: checkpoint is of another training graph: trained on "
+                         f"{_describe(payload.get('graph_stats', {}))} (fingerprint "
+                         f"{payload['graph_fingerprint']}), given {_describe(graph.stats())} "
+                         f"(fingerprint {graph.fingerprint()}); pass the data set and --seed it "
+                         "was trained with")
     model = _rebuild(dict(payload["model"]), payload["state_dict"])
+    model.recipe = dict(payload.get("train_config") or {}) or None
     if graph is not None and isinstance(model, ShardedRecommender):
         model.check_graph(graph)  # the stored shard assignment must cover exactly graph's edges
     return model, payload
+
+
+def _describe(stats: dict) -> str:
+    return (f"{stats.get('name') or 'unnamed'} ({stats.get('users', '?')} users, "
+            f"{stats.get('items', '?')} items, {stats.get('train', '?')} training edges)")
 
 
 def _rebuild(cfg: dict, state_dict: dict) -> RecModel:
     """Model of config ``cfg`` (``model.config()``) holding ``state_dict``."""
     if cfg.get("model") == ShardedRecommender.name:
         return ShardedRecommender.from_state(cfg, state_dict)
-    model = build_model(cfg.pop("model"), cfg.pop("num_users"), cfg.pop("num_items"),
-                        dim=cfg.pop("dim"), layers=cfg.pop("layers"))
+    model = from_config(cfg)
     model.load_state_dict(state_dict)
     return model

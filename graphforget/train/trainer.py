@@ -5,11 +5,24 @@ batch of samples: BPR triples ``(u, i, j)`` with a fresh vectorised negative dra
 or labelled ``(u, i, y)`` rows with BCE when the graph carries labels. Early stopping watches a
 validation metric (never the test split); the best parameters are kept in memory and optionally
 written as a checkpoint.
+
+A recipe ends in one of two ways (``TrainConfig.until``):
+
+* ``"early_stop"`` — the early-stopped (or, without ``patience``, last) parameters;
+* ``"stationary"`` — then the stationary finish (:func:`~graphforget.train.stationary.stationary_finish`):
+  the same objective, full batch with its fixed negatives, minimised to
+  ``‖∇L‖ ≤ gtol·‖θ‖`` — the point influence and Newton unlearning assume.
+
+Either way the relative gradient norm of the objective the unlearners differentiate is measured
+at the end and recorded in ``model.recipe`` and the checkpoint.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,17 +34,27 @@ from tqdm.auto import tqdm
 from ..data.graph import InteractionGraph
 from ..metrics import auc, ranking_metrics
 from ..models import RecModel
+from .objective import Objective
 from .sampling import sample_negatives
+from .stationary import stationarity, stationary_finish
+
+log = logging.getLogger("graphforget.train")
+UNTIL = ("early_stop", "stationary")
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a training run (stored in checkpoints and reports).
+    """Hyper-parameters of a training run — the *recipe* (stored in checkpoints; a retrain
+    with the same recipe and another ``seed`` is what unlearning is compared with).
 
-    ``weight_decay`` is the λ of the batch L2 term (LightGCN paper's ``1e-4``); ``loss`` is
+    ``weight_decay`` is the λ of the L2 term (the LightGCN paper's batch L2); ``loss`` is
     ``"auto"`` (BCE when the graph has labels, else BPR), ``"bpr"`` or ``"bce"``. Early stopping:
     evaluate on validation every ``eval_every`` epochs and stop after ``patience`` evaluations
-    without improvement of ``metric``; ``patience=None`` trains all ``epochs``.
+    without improvement of ``metric`` (the best parameters are restored); ``patience=None``
+    trains all ``epochs``. ``until="stationary"`` adds the stationary finish to ``gtol``
+    (at most ``finish_max_iter`` L-BFGS iterations). ``negatives`` fixed negatives per positive
+    drawn with ``negative_seed`` define the objective (:class:`~graphforget.train.objective.Objective`);
+    ``seed`` drives the initialisation, batch order and the per-epoch negatives.
     """
 
     epochs: int = 100
@@ -50,11 +73,40 @@ class TrainConfig:
     progress: bool = True
     log_path: Optional[str] = None
     max_seconds: Optional[float] = None
+    until: str = "early_stop"
+    gtol: float = 1e-5
+    finish_max_iter: int = 20000
+    negatives: int = 8
+    negative_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.until not in UNTIL:
+            raise ValueError(f"until must be one of {UNTIL}, got {self.until!r}")
+        if int(self.epochs) < 0 or int(self.batch_size) < 1 or int(self.eval_every) < 1:
+            raise ValueError("need epochs >= 0, batch_size >= 1, eval_every >= 1")
+        if not self.lr > 0 or not self.weight_decay >= 0 or not self.gtol > 0:
+            raise ValueError("need lr > 0, weight_decay >= 0, gtol > 0")
+        if self.patience is not None and int(self.patience) < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        self.ks = tuple(int(k) for k in self.ks)
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ks"] = list(self.ks)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict, **overrides) -> "TrainConfig":
+        """The config of a recipe dict (unknown keys, e.g. measured figures, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in {**d, **overrides}.items() if k in names})
+
+    def objective(self, graph: InteractionGraph) -> Objective:
+        """The objective this recipe trains (the loss resolved for ``graph``)."""
+        return Objective.for_graph(graph, self.loss, weight_decay=self.weight_decay,
+                                   negatives=self.negatives, negative_seed=self.negative_seed)
 
 
 @dataclass
@@ -66,6 +118,11 @@ class TrainResult:
     epochs_run: int = 0
     seconds: float = 0.0
     seconds_per_epoch: float = 0.0
+    #: ``{"grad_norm", "param_norm", "grad_norm_rel"}`` of the objective at the result
+    stationarity: dict = field(default_factory=dict)
+    #: what the stationary finish did (``FinishResult.to_dict()``), ``{}`` without one
+    finish: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
 
 def loss_kind(graph: InteractionGraph, config: TrainConfig) -> str:
@@ -80,7 +137,7 @@ def evaluate(model: RecModel, graph: InteractionGraph, split: str = "test", ks=(
     """Metrics of ``model`` on a split: top-K ranking (training items masked), plus AUC when
     the graph is labelled. For ``split="test"`` validation items are masked too."""
     model.eval()
-    out = model.propagate(graph.adj(device)).float()
+    out = model.propagate(graph.adj(device, next(model.parameters()).dtype)).float()
     uemb, iemb = model.split(out)
     edges = getattr(graph, f"{split}_edges")
     res: dict = {}
@@ -136,7 +193,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         model.to(cfg.device)
-        adj = graph.adj(cfg.device)
+        adj = graph.adj(cfg.device, model.embedding.dtype)
         opt = self._optimizer(model)
         kind = loss_kind(graph, cfg)
         has_valid = graph.valid_edges.shape[1] > 0
@@ -149,11 +206,17 @@ class Trainer:
         history: list = []
         if cfg.log_path:
             Path(cfg.log_path).parent.mkdir(parents=True, exist_ok=True)
-        log = open(cfg.log_path, "a") if cfg.log_path else None
+        logf = open(cfg.log_path, "a") if cfg.log_path else None
+        notes = []
+        if cfg.patience is not None and not has_valid and cfg.epochs:
+            notes.append(f"no validation edges: early stopping impossible, all {cfg.epochs} epochs "
+                         "trained (graph.carve_validation() makes a validation split)")
+            log.warning(notes[-1])
         t0 = time.perf_counter()
         train_seconds = 0.0
         epoch = 0
-        bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not cfg.progress,
+        tty = sys.stderr.isatty()
+        bar = tqdm(range(cfg.epochs), desc=f"train {model.name}", disable=not (cfg.progress and tty),
                    leave=False)
         try:
             for epoch in bar:
@@ -186,22 +249,40 @@ class Trainer:
                         bad += 1
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", **{metric: f"{score:.4f}"})
                 history.append(rec)
-                if log:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
+                if cfg.progress and not tty:
+                    log.info("epoch %d/%d  loss %.4f%s  (%.2fs)", epoch + 1, cfg.epochs, rec["loss"],
+                             "".join(f"  {k} {v:.4f}" for k, v in rec.items() if k.startswith("valid_")),
+                             rec["seconds"])
+                if logf:
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
                 if cfg.patience is not None and has_valid and bad >= cfg.patience:
                     break
                 if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
                     break
         finally:
-            if log:
-                log.close()
+            if logf:
+                logf.close()
         if best_state is not None:
             model.load_state_dict(best_state)
         n = len(history)
+        objective = cfg.objective(graph)
+        finish: dict = {}
+        if cfg.until == "stationary":
+            say = (lambda m: log.info(m)) if cfg.progress else None  # noqa: E731
+            fin = stationary_finish(model, graph, objective, cfg.gtol, cfg.finish_max_iter, log=say)
+            finish = fin.to_dict()
+            if not fin.converged:
+                notes.append(f"stationary finish did not reach gtol {cfg.gtol:g}: "
+                             f"{fin.grad_norm_rel:.3g} ({fin.note})")
+                log.warning(notes[-1])
+        stat = stationarity(model, graph, objective)
+        model.recipe = {**cfg.to_dict(), "grad_norm_rel": stat["grad_norm_rel"],
+                        "best_epoch": best_epoch if best_state else n, "epochs_run": n}
         return TrainResult(model=model, history=history, best_epoch=best_epoch if best_state else n,
                            best_metric=best, epochs_run=n, seconds=time.perf_counter() - t0,
-                           seconds_per_epoch=train_seconds / max(1, n))
+                           seconds_per_epoch=train_seconds / max(1, n), stationarity=stat,
+                           finish=finish, notes=notes)
 
 
 def train(model: RecModel, graph: InteractionGraph, config: Optional[TrainConfig] = None,
@@ -213,6 +294,7 @@ def train(model: RecModel, graph: InteractionGraph, config: Optional[TrainConfig
         from .checkpoint import save_checkpoint
 
         Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(checkpoint, model.cpu(), graph, trainer.config.to_dict(),
-                        {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+        save_checkpoint(checkpoint, model.cpu(), graph,
+                        extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                               "stationarity": result.stationarity, "finish": result.finish})
     return result

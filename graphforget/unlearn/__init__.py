@@ -14,7 +14,6 @@ import sys
 import types
 
 from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest
-from .objective import SampleSet, sample_losses, total_loss
 
 # method name -> "module:Class"; modules import lazily so a missing optional piece never
 # breaks `import graphforget`.
@@ -77,6 +76,5 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "SampleSet",
-           "sample_losses", "total_loss", "METHODS", "method_key", "get_unlearner", "load_methods", "unlearn",
+__all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "METHODS", "method_key", "get_unlearner", "load_methods", "unlearn",
            *CLASSES]

@@ -6,8 +6,8 @@ After deleting :math:`\Delta\mathcal{D}` the target is a minimiser of the *new* 
     \mathcal{L}'(E) = \sum_{s \in \mathcal{D} \setminus \Delta\mathcal{D}} \ell_s(E; \hat{A}'),
     \qquad \ell_s = \ell^{\text{data}}_s + \tfrac{\lambda}{2} \textstyle\sum_{v \in s} \lVert e_v \rVert^2
 
-(:mod:`graphforget.unlearn.objective`; BPR negatives are the seeded draw for the *old* graph,
-restricted to the kept rows, so every remaining sample is the one of the original objective).
+(:mod:`graphforget.train.objective`, read from ``model.recipe``; the remaining samples are
+exactly a retrain's, :func:`~graphforget.train.objective.split_samples`).
 Starting from the trained ego embeddings, only the rows of *affected* nodes move: the nodes
 whose :math:`K`-layer receptive field contains a deleted edge
 (:meth:`InteractionGraph.khop_nodes` with :math:`K` = ``model.num_layers``; MF: the endpoints).
@@ -29,25 +29,11 @@ falls below ``tol`` times its initial value or ``rounds`` is spent.
 The gradient :math:`g` is exact (autograd through propagation, restricted to the samples that
 can reach an affected row); only the Hessian blocks are closed forms.
 
-**Models trained for a fixed budget.** A model trained for a fixed number
-of epochs is not a minimiser of :math:`\mathcal{L}`: the gradient of the original objective on
-the affected rows is far from zero, larger than the deleted samples' own terms. Block Newton then
-keeps *training* the affected rows toward the weakly regularised optimum and overfits them
-(ml100k MF, 1%, mean of 3 seeds: Recall@20 0.248 → 0.228 / 0.212 / 0.192 after 1 / 3 / 10
-rounds; the retrain has 0.248; ``experiments/results/alteraser.md``). Anchoring the objective at the trained point,
-:math:`\mathcal{L}'(E) - \langle \nabla \mathcal{L}(E_0), E \rangle` (stationary where
-:math:`\nabla\mathcal{L}' = \nabla\mathcal{L}(E_0)`, IFRU's equation), was tried and is worse:
-with saturated BPR margins the block curvature is ≈ δ, the linear term is unbounded below in
-those directions, and rows run off. What works is to model the budget as the extra L2 penalty
-that early stopping amounts to: ``ridge="fitted"`` adds
-:math:`\tfrac{\rho}{2}\sum_v \lVert e_v \rVert^2` over the optimised rows with
-:math:`\rho` = :func:`~graphforget.unlearn.objective.fitted_ridge` of the original gradient
-there (0 for a converged model, so exactness is kept). On ml100k MF it brings utility back to
-the retrain's (10 rounds, mean of 3 seeds: Recall@20 0.192 → 0.251 for 1% random deletions,
-0.181 → 0.238 for whole users, against retrains at 0.248 / 0.247;
-``experiments/results/alteraser_ridge_ml100k.md``); on LightGCN-2 it changes little and the
-block-diagonal approximation remains the limit. The default stays ``ridge=0`` (the new
-objective itself), as the method is defined.
+**Stationarity.** The target is a minimiser of :math:`\mathcal{L}'` near the trained model; from
+a model stopped early (not a minimiser of :math:`\mathcal{L}`) block Newton keeps *training* the
+affected rows toward the optimum of the objective rather than undoing the deletion, so the
+method is meant for models of the stationary recipe (:mod:`graphforget.train.stationary`); the
+report says so when the model is not stationary.
 
 **Closed-form block Hessians.** Write a sample's score margin as :math:`x_s`
 (BPR: :math:`x = z_u^\top(z_i - z_j)`, loss :math:`-\log\sigma(x)`; BCE: :math:`x = z_u^\top z_i`,
@@ -116,10 +102,10 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..data.sparse import NormalizedAdjacency, khop
 from ..models import MF, LightGCN, NGCF, RecModel
-from .base import Timer, Unlearner, UnlearnReport
-from .influence import newly_isolated
+from ..train.objective import SampleSet, sample_losses, split_samples
+from .base import Timer, Unlearner, UnlearnReport, objective_for, stationarity_note
+from .influence import untouched_rows
 from .linalg import batched_block_solve
-from .objective import SampleSet, fitted_ridge, ridge_option, sample_losses, total_loss
 
 BLOCK_ORDERS = {"alternate": ("users", "items"), "users": ("users",), "items": ("items",)}
 
@@ -319,31 +305,26 @@ class AltEraser(Unlearner):
             well-conditioned (e.g. convex, regularised) problems.
         blocks: ``"alternate"`` (users then items), ``"users"`` or ``"items"`` (the other side
             stays fixed).
-        weight_decay: λ of the per-sample L2 (the training ``TrainConfig.weight_decay``).
-        loss: ``"auto"`` (BCE on labelled graphs, else BPR), ``"bpr"`` or ``"bce"``.
+        weight_decay, loss, negatives, negative_seed: the objective; ``None`` / ``"auto"``
+            read it from ``model.recipe`` (:func:`~graphforget.unlearn.base.objective_for`).
         line_search: accept a block update only under the Armijo condition, raising δ
             (Levenberg–Marquardt) otherwise; ``False`` takes every step with δ = ``damping``.
         max_backtracks: δ increases (×4) tried before a block update is skipped.
         paths: LightGCN block-Hessian approximation, ``"neighbours"`` (self path plus the
             one-hop paths) or ``"self"`` (self path only).
-        ridge: :math:`\\rho \\ge 0` of a term :math:`\\tfrac{\\rho}{2}\\sum_{v} \\lVert e_v
-            \\rVert^2` over the optimised rows added to the new objective, or ``"fitted"``:
-            :func:`~graphforget.unlearn.objective.fitted_ridge` of the *original* objective's
-            gradient on those rows at the trained point — the implicit regularisation of a
-            fixed training budget, 0 for a converged model (see "models trained for a fixed
-            budget" in the module doc). Default 0: the new objective itself.
-        seed: seed of the fixed BPR negatives (must match the objective being unlearned).
+        seed: seed of the fresh draws for rows left without any sample.
     """
 
     name = "alteraser"
 
     def __init__(self, rounds: int = 10, tol: float = 1e-3, damping: float = 0.1,
-                 blocks: str = "alternate", weight_decay: float = 1e-4, loss: str = "auto",
+                 blocks: str = "alternate", weight_decay: Optional[float] = None, loss: str = "auto",
+                 negatives: Optional[int] = None, negative_seed: Optional[int] = None,
                  line_search: bool = True, max_backtracks: int = 12, paths: str = "neighbours",
-                 ridge=0.0, seed: int = 0) -> None:
+                 seed: int = 0) -> None:
         if int(rounds) < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
-        if not tol >= 0 or not damping >= 0 or not weight_decay >= 0:
+        if not tol >= 0 or not damping >= 0 or not (weight_decay is None or weight_decay >= 0):
             raise ValueError("tol, damping and weight_decay must be non-negative")
         if blocks not in BLOCK_ORDERS:
             raise ValueError(f"blocks must be one of {sorted(BLOCK_ORDERS)}, got {blocks!r}")
@@ -351,30 +332,33 @@ class AltEraser(Unlearner):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
         if paths not in ("self", "neighbours"):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
-        ridge = ridge_option(ridge)
-        super().__init__(seed=seed, rounds=int(rounds), tol=tol,
-                         damping=damping, blocks=blocks, weight_decay=weight_decay, loss=loss,
-                         line_search=line_search, max_backtracks=int(max_backtracks), paths=paths,
-                         ridge=ridge)
+        super().__init__(seed=seed, rounds=int(rounds), tol=tol, damping=damping, blocks=blocks,
+                         weight_decay=weight_decay, loss=loss, negatives=negatives,
+                         negative_seed=negative_seed, line_search=line_search,
+                         max_backtracks=int(max_backtracks), paths=paths)
         self.rounds, self.tol, self.damping = int(rounds), float(tol), float(damping)
-        self.blocks, self.weight_decay, self.loss = blocks, float(weight_decay), loss
+        self.blocks, self.weight_decay, self.loss = blocks, weight_decay, loss
+        self.negatives, self.negative_seed = negatives, negative_seed
         self.line_search, self.max_backtracks = bool(line_search), int(max_backtracks)
-        self.paths, self.ridge = paths, ridge
+        self.paths = paths
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
         if not isinstance(model, (MF, LightGCN, NGCF)):
             raise ValueError(f"AltEraser supports MF, LightGCN and NGCF, got {type(model).__name__}")
+        report.grad_norm_rel, note = stationarity_note(model)
+        if note:
+            report.notes.append(note)
         dev, dtype = model.embedding.device, model.embedding.dtype
         nu, k_layers = graph.num_users, model.num_layers
         with timer("graph_update"):
-            samples_old = SampleSet.for_graph(graph, self.loss, self.seed)
+            objective = objective_for(model, graph, self.weight_decay, self.loss, self.negatives,
+                                      self.negative_seed)
+            wd = objective.weight_decay
             new_graph = graph.remove_edges(edges)
             adj = new_graph.adj(dev)
             adj = adj if adj.dtype == dtype else adj.to(dtype)
-            keep = torch.ones(graph.num_train, dtype=torch.bool)
-            keep[graph.find_edges(edges)] = False
-            samples = samples_old.select(keep)  # same negatives as the original objective
+            samples = split_samples(objective, graph, new_graph, edges).remaining
             affected = graph.khop_nodes(edges, k_layers)
             region = affected
             if k_layers > 0:  # rows whose representation depends on an affected ego row
@@ -382,34 +366,25 @@ class AltEraser(Unlearner):
             in_region = torch.zeros(graph.num_nodes, dtype=torch.bool)
             in_region[region] = True
             samples = samples.select(in_region[samples.nodes(nu)].any(1))
-            endpoints = torch.unique(torch.cat([edges[0], edges[1] + nu]))
-            isolated = newly_isolated(new_graph, endpoints)  # zeroed, not optimised
-            free = affected[~torch.isin(affected, isolated)]
+            untouched = untouched_rows(samples, nu, affected)  # fresh draws, not optimised
+            free = affected[~torch.isin(affected, untouched)]
             groups = {"users": free[free < nu], "items": free[free >= nu]}
-            curv = {b: BlockCurvature(model, v, self.weight_decay, new_graph.adjacency, self.paths)
+            curv = {b: BlockCurvature(model, v, wd, new_graph.adjacency, self.paths)
                     for b, v in groups.items()}
         report.affected_nodes = int(affected.numel())
         report.affected_parameters = int(affected.numel()) * model.dim
         order = BLOCK_ORDERS[self.blocks]
         aff_dev = torch.cat([groups[b] for b in order]).to(dev)  # the rows being optimised
         emb = model.embedding.detach().clone()
-        rho = self.ridge
-        if rho == "fitted":
-            with timer("gradient"):
-                e0 = emb.clone().requires_grad_(True)
-                old = total_loss(model, graph.adj(dev).to(dtype), e0, samples_old, self.weight_decay)
-                rho = fitted_ridge(torch.autograd.grad(old, e0)[0][aff_dev], emb[aff_dev])
-            report.notes.append(f"fitted ridge {rho:.4g} (implicit L2 of the training budget)")
-        emb[isolated.to(dev)] = 0.0  # before the iteration, so the other rows adapt to it
+        if untouched.numel():  # before the iteration, so the other rows adapt to it
+            emb[untouched.to(dev)] = model.fresh_rows(untouched, self.seed)
 
-        def objective(e: Tensor, grad: bool):
+        def objective_at(e: Tensor, grad: bool):
             e = e.detach().requires_grad_(grad)
             with torch.set_grad_enabled(grad):
                 out = model.propagate(adj, e)
-                per = sample_losses(model, out, e, samples, self.weight_decay)
+                per = sample_losses(model, out, e, samples, wd)
                 g = torch.autograd.grad(per.sum(), e)[0] if grad else None
-            if grad and rho:
-                g[aff_dev] += rho * e.detach()[aff_dev]
             return per.detach(), g, out.detach()
 
         g0, residual, rounds_done, done = None, float("nan"), 0, False
@@ -419,7 +394,7 @@ class AltEraser(Unlearner):
             for b in order:
                 rows = groups[b].to(dev)
                 with timer("gradient"):
-                    per, g, out = objective(emb, True)
+                    per, g, out = objective_at(emb, True)
                     gnorm = float(g[aff_dev].norm())
                 if g0 is None:
                     g0 = gnorm
@@ -432,8 +407,7 @@ class AltEraser(Unlearner):
                     h = curv[b].hessians(out, samples)
                     empty = h.diagonal(dim1=1, dim2=2).sum(-1) == 0  # rows in no sample: g = 0
                     h[empty] += torch.eye(model.dim, dtype=dtype, device=dev)
-                    h.diagonal(dim1=1, dim2=2).add_(rho)
-                    ok, delta[b] = self._step(emb, rows, h, g[rows], per, objective, delta[b], rho)
+                    ok, delta[b] = self._step(emb, rows, h, g[rows], per, objective_at, delta[b])
                     accepted_any |= ok
             if done:
                 break
@@ -443,12 +417,13 @@ class AltEraser(Unlearner):
                 break
         if residual != residual:  # not set by the convergence check: measure at the end
             with timer("gradient"):
-                residual = float(objective(emb, True)[1][aff_dev].norm())
+                residual = float(objective_at(emb, True)[1][aff_dev].norm())
         with timer("apply"):
             with torch.no_grad():
                 model.embedding.copy_(emb)
-        if isolated.numel():
-            report.notes.append(f"{isolated.numel()} nodes lost every training edge: rows set to 0")
+        if untouched.numel():
+            report.notes.append(f"{untouched.numel()} rows have no sample left: fresh draws from "
+                                "the initialisation (what a retrain leaves)")
         report.solver_iterations = rounds_done
         report.solver_residual = residual
         report.converged = bool(g0 is not None and residual <= self.tol * g0)
@@ -458,12 +433,11 @@ class AltEraser(Unlearner):
         return new_graph
 
     def _step(self, emb: Tensor, rows: Tensor, h: Tensor, grad: Tensor, per0: Tensor,
-              objective, delta: float, rho: float = 0.0) -> tuple[bool, float]:
+              objective, delta: float) -> tuple[bool, float]:
         """One Levenberg–Marquardt block update ``emb[rows] -= (H + δI)⁻¹ g``.
 
         With ``line_search`` the step is accepted when it satisfies the Armijo condition (loss
-        change summed per sample in float64, so tiny decreases are not lost to rounding, plus
-        the ridge ``rho``'s change on ``rows``);
+        change summed per sample in float64, so tiny decreases are not lost to rounding);
         otherwise δ is multiplied by 4 and the solve repeated. After an accepted step δ shrinks
         by 3, never below the ``damping`` option. Returns ``(accepted, next δ)``.
         """
@@ -475,8 +449,6 @@ class AltEraser(Unlearner):
                 return True, delta
             slope = float((grad * direction).sum())
             change = float((objective(emb, False)[0].double() - per0.double()).sum())
-            if rho:
-                change += 0.5 * rho * float(emb[rows].double().pow(2).sum() - old.double().pow(2).sum())
             if slope < 0 and change <= 1e-4 * slope:
                 return True, max(self.damping, delta / 3)
             delta = max(4 * delta, 1e-6)

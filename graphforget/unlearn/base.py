@@ -19,6 +19,39 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph, as_edge_tensor
 from ..models import RecModel
+from ..train.objective import Objective
+
+#: relative gradient norm above which a Newton method's report says the model is not stationary
+STATIONARY_RTOL = 1e-3
+
+
+def objective_for(model: RecModel, graph: InteractionGraph, weight_decay: Optional[float] = None,
+                  loss: str = "auto", negatives: Optional[int] = None,
+                  negative_seed: Optional[int] = None) -> Objective:
+    """The objective ``model`` was trained on: the arguments given (not ``None`` / ``"auto"``),
+    else ``model.recipe`` (set by training and by checkpoints), else the defaults of
+    :class:`~graphforget.train.objective.Objective` (λ = 1e-4)."""
+    recipe = getattr(model, "recipe", None) or {}
+    pick = lambda given, key: given if given is not None else recipe.get(key)  # noqa: E731
+    return Objective.for_graph(graph, loss if loss != "auto" else recipe.get("loss", "auto"),
+                               weight_decay=pick(weight_decay, "weight_decay"),
+                               negatives=pick(negatives, "negatives"),
+                               negative_seed=pick(negative_seed, "negative_seed"))
+
+
+def stationarity_note(model: RecModel) -> tuple[float, Optional[str]]:
+    """``(grad_norm_rel, note)`` from ``model.recipe``: the note (or ``None``) says in one line
+    when the model is not at a stationary point of its objective, which Newton steps assume."""
+    rel = (getattr(model, "recipe", None) or {}).get("grad_norm_rel")
+    if rel is None:
+        return float("nan"), ("stationarity unknown (no training recipe on the model): influence "
+                              "steps assume a stationary model; train with until='stationary'")
+    if rel > STATIONARY_RTOL:
+        return float(rel), (f"model is not stationary: |grad L|/|theta| = {rel:.3g} (> {STATIONARY_RTOL:g}); "
+                            "influence steps assume a stationary point and do not head for the "
+                            "retrain from here: train with until='stationary' "
+                            "(`graphforget train --until stationary`)")
+    return float(rel), None
 
 
 @dataclass
@@ -82,6 +115,11 @@ class UnlearnReport:
     converged: Optional[bool] = None
     gradient_mismatch: float = float("nan")
     objective_change: float = float("nan")
+    #: the original model's relative gradient norm (``model.recipe``; NaN when unknown)
+    grad_norm_rel: float = float("nan")
+    #: Newton steps taken and the relative gradient norm on the free rows after each
+    newton_steps: int = 0
+    step_gradients: list = field(default_factory=list)
     affected_nodes: int = 0
     affected_parameters: int = 0
     peak_memory_mb: float = float("nan")
@@ -103,6 +141,9 @@ class UnlearnReport:
         if not math.isnan(self.objective_change):  # a Newton step was checked
             parts.append(f"objective_change={self.objective_change:.3g} "
                          f"gradient_mismatch={self.gradient_mismatch:.3g}")
+        if self.newton_steps > 1:
+            parts.append(f"newton_steps={self.newton_steps} gradient after each: "
+                         + ",".join(f"{g:.2e}" for g in self.step_gradients))
         parts.append(f"affected nodes={self.affected_nodes} params={self.affected_parameters} "
                      + (f"peak_mem={self.peak_memory_mb:.1f}MB" if math.isfinite(self.peak_memory_mb)
                         else "peak_mem=n/a"))

@@ -18,7 +18,8 @@ remaining sample contributes zero. ``k < K`` truncates it, ``k = 0`` disables it
 of the spillover samples' nodes with the entries of the full normalised matrices (global
 degrees), never by a full-graph propagation unless that region is most of the graph.
 
-**Rows.** Candidates are :math:`C_k` plus every node of the deleted and spillover samples (the
+**Rows.** Candidates are :math:`C_k` plus every node of the deleted, redrawn and spillover
+samples, plus (with ρ = 1) the ``coupling`` hops of rows sharing a sample with them (the
 rows whose gradient is largest; the gradient's support extends ``K`` more hops, and those rows
 are left fixed). ``prune_ratio`` ρ keeps the top ⌈ρ·|candidates|⌉ by an importance score
 (ties to the smaller id), always keeping the endpoints:
@@ -46,8 +47,8 @@ import torch
 from torch import Tensor
 
 from ..data.sparse import NormalizedAdjacency
+from ..train.objective import SampleSet
 from .influence import InfluenceFunction, InfluenceProblem, Term
-from .objective import SampleSet
 from .subgraph import induced_adjacency, khop, node_mask, touching
 
 
@@ -86,7 +87,7 @@ class IFRU(InfluenceFunction):
     name = "ifru"
 
     def __init__(self, k: Optional[int] = None, prune_ratio: float = 1.0, **options) -> None:
-        super().__init__(**options)
+        super().__init__(**options)  # the options of InfluenceFunction
         if k is not None and int(k) < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         if not 0.0 < prune_ratio <= 1.0:
@@ -108,12 +109,12 @@ class IFRU(InfluenceFunction):
         spill: Optional[SampleSet] = None
         if hops > 0:
             changed = khop(old, prob.endpoints, hops)
-            sel = touching(prob.remaining, node_mask(changed, n), nu)
+            sel = touching(prob.kept, node_mask(changed, n), nu)
             if bool(sel.any()):
-                spill = prob.remaining.select(torch.nonzero(sel).view(-1))
+                spill = prob.kept.select(torch.nonzero(sel).view(-1))
         else:
             changed = prob.endpoints
-        parts = [changed, prob.deleted.nodes(nu).reshape(-1)]
+        parts = [changed, prob.deleted.nodes(nu).reshape(-1), prob.added.nodes(nu).reshape(-1)]
         if spill is not None:
             parts.append(spill.nodes(nu).reshape(-1))
         cand = torch.unique(torch.cat(parts))
@@ -123,13 +124,15 @@ class IFRU(InfluenceFunction):
             order = torch.argsort(-score, stable=True)
             n_keep = min(cand.numel(), math.ceil(self.prune_ratio * cand.numel()))
             rows = torch.unique(torch.cat([cand[order[:n_keep]], prob.endpoints]))
+        else:
+            rows = self.couple(prob, rows)
         prob.rows = rows
-        prob.gradient_terms = [Term(prob.deleted, "old", -1.0)]
+        prob.gradient_terms = prob.direct_terms()
         if spill is not None:
             prob.gradient_terms += [Term(spill, "new", 1.0), Term(spill, "old", -1.0)]
         prob.hessian_terms = [Term(prob.remaining, "new", 1.0)]
         prob.notes.append(f"spillover: k={hops}, {0 if spill is None else len(spill)} samples; "
-                          f"rows {rows.numel()} of {cand.numel()} candidates")
+                          f"rows {rows.numel()} ({cand.numel()} candidates)")
 
 
 __all__ = ["IFRU", "deletion_importance"]

@@ -1,35 +1,48 @@
 r"""Influence-function unlearning (method ``"if"``) and the machinery IFRU and SCIF share.
 
 **Objective.** With ego embeddings :math:`\theta = E^{(0)} \in \mathbb{R}^{(U+I)\times d}` and the
-per-sample losses of :mod:`graphforget.unlearn.objective`,
+training objective of :mod:`graphforget.train.objective` (read from ``model.recipe``),
 
 .. math::
-    \mathcal{L}(\theta; \mathcal{D}, \hat{A}) = \sum_{s \in \mathcal{D}} \ell_s(\theta; \hat{A}).
+    \mathcal{L}(\theta; \mathcal{D}, \hat{A}) = \sum_{s \in \mathcal{D}} \ell_s(\theta; \hat{A})
+        + \tfrac{\lambda}{2} \textstyle\sum_v c_v \lVert e_v \rVert^2.
 
 **Newton step.** Deleting :math:`\Delta\mathcal{D}` (and its edges, :math:`\hat{A} \to
-\hat{A}'`) moves the optimum to :math:`\theta' = \arg\min \mathcal{L}(\theta; \mathcal{D}',
-\hat{A}')`, :math:`\mathcal{D}' = \mathcal{D} \setminus \Delta\mathcal{D}`. One damped Newton
-step from the trained :math:`\theta` gives
+\hat{A}'`) moves the optimum to :math:`\theta^* = \arg\min \mathcal{L}(\theta; \mathcal{D}',
+\hat{A}')`. One damped Newton step from the trained :math:`\theta_0` gives
 
 .. math::
-    \theta' \approx \theta - (H' + \delta I)^{-1} g, \qquad
-    H' = \nabla^2_\theta \mathcal{L}(\theta; \mathcal{D}', \hat{A}'), \qquad
-    g = \nabla_\theta \mathcal{L}(\theta; \mathcal{D}', \hat{A}'),
+    \theta^* \approx \theta_0 - (H' + \delta I)^{-1} g, \qquad
+    H' = \nabla^2_\theta \mathcal{L}(\theta_0; \mathcal{D}', \hat{A}'),
 
-and since :math:`\nabla \mathcal{L}(\theta; \mathcal{D}, \hat{A}) \approx 0` at the trained point,
+with :math:`g = \nabla\mathcal{L}(\theta_0; \mathcal{D}', \hat{A}')`, which at a stationary
+:math:`\theta_0` (:math:`\nabla \mathcal{L}(\theta_0; \mathcal{D}, \hat{A}) = 0`) equals
 
 .. math::
-    g \approx \nabla\mathcal{L}(\theta; \mathcal{D}', \hat{A}') - \nabla\mathcal{L}(\theta;
-    \mathcal{D}, \hat{A}) = \underbrace{-\sum_{s \in \Delta\mathcal{D}} \nabla\ell_s(\theta;
-    \hat{A})}_{-\text{direct}} + \underbrace{\sum_{s \in \mathcal{D}'} \big(\nabla\ell_s(\theta;
-    \hat{A}') - \nabla\ell_s(\theta; \hat{A})\big)}_{\text{spillover}}.
+    g = \nabla\mathcal{L}(\theta_0; \mathcal{D}', \hat{A}') - \nabla\mathcal{L}(\theta_0;
+    \mathcal{D}, \hat{A}) = \underbrace{-\sum_{s \in \mathcal{D} \setminus \mathcal{D}'} \nabla\ell_s(\hat{A})
+    + \sum_{s \in \mathcal{D}' \setminus \mathcal{D}} \nabla\ell_s(\hat{A}')}_{\text{direct}}
+    + \underbrace{\sum_{s \in \mathcal{D} \cap \mathcal{D}'} \big(\nabla\ell_s(\hat{A}') -
+    \nabla\ell_s(\hat{A})\big)}_{\text{spillover}}
 
-So the update is :math:`\Delta\theta = -(H' + \delta I)^{-1} g`: removing a sample that pulled
-:math:`\theta` one way lets it move back (for a quadratic objective and :math:`\delta = 0` the
-step lands exactly on the retrained optimum). :math:`\delta` keeps the system positive definite
-where the non-convex objective is not, and the samples keep their seeded BPR negatives, so no
-randomness enters between :math:`\mathcal{L}(\cdot; \mathcal{D})` and
-:math:`\mathcal{L}(\cdot; \mathcal{D}')`.
+(:math:`\mathcal{D}' \setminus \mathcal{D}`: the few negatives a deleting user redraws,
+:func:`~graphforget.train.objective.split_samples`). For a quadratic objective and
+:math:`\delta = 0` the step lands exactly on :math:`\theta^*`; :math:`\delta` keeps the system
+positive definite where the non-convex objective is not.
+
+**Stationarity, and a trap.** The difference form of :math:`g` is the gradient of the *tilted*
+objective :math:`\mathcal{L}(\theta; \mathcal{D}') - \langle \nabla\mathcal{L}(\theta_0;
+\mathcal{D}), \theta \rangle`, for which *any* :math:`\theta_0` is stationary — an early-stopped
+model too. But the tilt is computed on data that includes the deleted samples, so the tilted
+minimiser is not a model trained without them and an influence step from a non-stationary model
+does not head for the retrain. Hence the stationary recipe
+(:func:`~graphforget.train.stationary.stationary_finish`), where the tilt vanishes; the report
+carries the model's ``grad_norm_rel`` and says so in a note when it is not small.
+
+**Newton iterations** (``steps > 1``). Step :math:`t` solves again at :math:`\theta_t` with the
+exact gradient of the tilted objective on the free rows (zero tilt at a stationary model: plain
+Newton on :math:`\mathcal{L}(\cdot; \mathcal{D}')`), with an Armijo backtracking line search, until
+``newton_tol``; the report lists the relative gradient after each step.
 
 **Parameters.** Only rows :math:`S` of the embedding table change (``θ_S``, ``[|S|, d]``); all
 other rows and NGCF's weight matrices stay fixed (the weights are shared by every node, so a
@@ -42,12 +55,14 @@ gradient of a sample set needs the nodes within ``K`` hops of its nodes; the Hes
 their nodes; a region holding more than ``fallback_fraction`` of the graph is replaced by the
 full graph (noted in the report). The system :math:`(H'_{SS} + \delta I) p = g_S` is solved by
 conjugate gradients with exact Hessian-vector products (closed form for linear-propagation
-models, :mod:`graphforget.unlearn.curvature`; double backward otherwise), or LiSSA.
+models, :mod:`graphforget.unlearn.curvature`; double backward otherwise), or LiSSA. Rows that
+no remaining sample touches get a fresh draw from the initialisation (:func:`untouched_rows`).
 
-**IF** (this class): the direct term only, on the deleted edges' endpoints
-:math:`S = \{u, U + i : (u, i) \in \Delta\mathcal{D}\}` — as the IF baseline of the IFRU paper.
-The sampled negatives of the deleted BPR triples are left out of :math:`S`: a random negative
-has no link to the deleted interaction.
+**IF** (this class): the direct term only, on the deleted edges' endpoints plus ``coupling``
+hops of the rows the Hessian couples to them through a shared sample (:func:`coupled_rows`;
+``coupling=0`` is the IF baseline of the IFRU paper, endpoints only). For MF a deleted edge's
+effect reaches every row sharing a sample with an endpoint; on the endpoints alone the step
+cannot move the model towards :math:`\theta^*` beyond them.
 """
 from __future__ import annotations
 
@@ -61,10 +76,10 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..data.sparse import NormalizedAdjacency
 from ..models import RecModel
-from .base import Timer, UnlearnReport, Unlearner
+from ..train.objective import Objective, SampleSet, split_samples, summed_loss
+from .base import Timer, UnlearnReport, Unlearner, objective_for, stationarity_note
 from .curvature import LinearModelHessian
 from .linalg import HessianOperator, conjugate_gradient, lanczos_damped_solve, lissa, power_iteration
-from .objective import SampleSet, fitted_ridge, ridge_option, summed_loss
 from .subgraph import Region, khop, node_mask, region, touching
 
 
@@ -187,15 +202,21 @@ class LocalObjective:
 
 @dataclass
 class InfluenceProblem:
-    """Everything one influence update is built from (exposed for tests and audits)."""
+    """Everything one influence update is built from (exposed for tests and audits).
+
+    ``deleted`` are the samples of :math:`\\mathcal{D}` that :math:`\\mathcal{D}'` lacks (the
+    deleted edges' samples and the old draws of redrawn negatives), ``added`` the redrawn ones,
+    ``kept`` the rest; ``remaining = kept ∪ added`` (:func:`~graphforget.train.objective.split_samples`).
+    """
 
     model: RecModel
     graph: InteractionGraph
     new_graph: InteractionGraph
     edges: Tensor
-    samples: SampleSet
+    objective: Objective
     deleted: SampleSet
-    remaining: SampleSet
+    added: SampleSet
+    kept: SampleSet
     endpoints: Tensor
     embedding: Tensor
     rows: Optional[Tensor] = None
@@ -204,26 +225,49 @@ class InfluenceProblem:
     notes: list = field(default_factory=list)
 
     @property
+    def remaining(self) -> SampleSet:
+        return SampleSet.cat([self.kept, self.added]) if len(self.added) else self.kept
+
+    @property
     def adjacencies(self) -> dict:
         return {"old": self.graph.adjacency, "new": self.new_graph.adjacency}
 
+    def direct_terms(self) -> list:
+        """``−Σ_deleted ∇ℓ(Â) + Σ_added ∇ℓ(Â')``: the samples that leave and enter."""
+        terms = [Term(self.deleted, "old", -1.0)]
+        if len(self.added):
+            terms.append(Term(self.added, "new", 1.0))
+        return terms
 
-def newly_isolated(new_graph: InteractionGraph, endpoints: Tensor) -> Tensor:
-    """Endpoints of deleted edges with no training edge left in ``new_graph`` (global ids).
 
-    Such a node's rows get no data term in the new objective (at most fixed-negative terms for
-    an item), so its Hessian block is little more than the damping and a Newton step on it is
-    unbounded. Such rows are set to 0: for a user (never a BPR negative) that is the exact
-    minimiser of what is left of its objective, the L2 term; an item may still be the fixed
-    negative of other users' samples, whose minimiser would push it slightly further down —
-    we choose 0 anyway, the state of a node that has learned nothing, so it no longer ranks
-    anything by what it learned from the forgotten data.
-    """
-    return endpoints[new_graph.degree[endpoints] == 0]
+def untouched_rows(remaining: SampleSet, num_users: int, nodes: Tensor) -> Tensor:
+    """The ``nodes`` (global ids) that no remaining sample touches: their rows have no term in
+    the new objective at all (a user who lost every edge; an item neither positive nor negative
+    of anyone). A retrain never moves such a row from its random initial value, so the Newton
+    methods give it a fresh draw from the initialisation distribution
+    (:meth:`~graphforget.models.RecModel.fresh_rows`) — not zero, which a membership attack
+    sees, and not the original row, which still encodes the forgotten edges."""
+    if nodes.numel() == 0:
+        return nodes
+    touched = torch.zeros(int(nodes.max()) + 1, dtype=torch.bool)
+    ids = remaining.nodes(num_users).reshape(-1)
+    touched[ids[ids <= int(nodes.max())]] = True
+    return nodes[~touched[nodes]]
+
+
+def coupled_rows(rows: Tensor, samples: SampleSet, num_users: int, num_nodes: int, hops: int) -> Tensor:
+    """``rows`` plus, ``hops`` times, every node sharing a sample with a row: the nodes the
+    new objective's Hessian couples to the rows through a common sample (for MF exactly the
+    non-zero off-diagonal blocks)."""
+    for _ in range(int(hops)):
+        sel = touching(samples, node_mask(rows, num_nodes), num_users)
+        rows = torch.unique(torch.cat([rows, samples.select(torch.nonzero(sel).view(-1)).nodes(num_users).reshape(-1)]))
+    return rows
 
 
 class InfluenceFunction(Unlearner):
-    """Influence-function unlearning on the deleted edges' endpoints (direct term only).
+    """Influence-function unlearning (direct term only) on the deleted edges' endpoints and
+    the rows coupled to them.
 
     Args:
         damping: :math:`\\delta` added to the Hessian.
@@ -232,79 +276,99 @@ class InfluenceFunction(Unlearner):
         max_iter: solver iteration cap per damping. CG that has not reached ``tol`` within it
             counts as failed like negative curvature: δ is raised tenfold (a truncated iterate
             on a near-singular system is not a Newton step).
-        weight_decay: the λ of the per-sample L2 term the model was trained with.
-        loss: ``"auto"`` (BCE on labelled graphs, else BPR), ``"bpr"`` or ``"bce"``.
+        steps: Newton steps (≥ 1). Step 1 is the influence step; each further step solves
+            again at the new point with the exact gradient of the (tilted, see the module
+            docstring) new objective on the free rows, with a backtracking line search.
+        newton_tol: stop stepping once that gradient is below ``newton_tol`` times the first.
+        coupling: hops of Hessian coupling added to the rows (:func:`coupled_rows`); ``0``
+            keeps the endpoints only, as the IF baseline of the IFRU paper.
+        weight_decay, loss, negatives, negative_seed: the objective; ``None`` / ``"auto"``
+            read it from ``model.recipe`` (:func:`~graphforget.unlearn.base.objective_for`).
         paper_mode: form the Hessian without propagation (representations = ego embeddings),
-            as the IFRU public code does; the gradient stays exact.
+            as the IFRU public code does; the gradient stays exact (one step only).
         fallback_fraction: use the full graph when a region exceeds this fraction of nodes
             (``0``: always the full graph).
         lissa_scale: LiSSA's scale :math:`s` (default: 1.1 × a 20-step power-iteration
             estimate of :math:`\\lambda_{\\max}`).
-        ridge: :math:`\\rho \\ge 0` of a term :math:`\\tfrac{\\rho}{2}\\lVert\\theta_S\\rVert^2`
-            added to the objective (old and new alike), or ``"fitted"``:
-            :func:`~graphforget.unlearn.objective.fitted_ridge` of the original objective's
-            gradient on ``S`` at the trained point, :math:`\\nabla_S\\mathcal{L}(\\theta; \\mathcal{D},
-            \\hat{A}) = \\nabla_S\\mathcal{L}' - g` (exact for IFRU with ``k = K``; IF's
-            :math:`g` omits the spillover). A model stopped after a fixed budget is stationary
-            for the ridged objective as far as a ridge can make it, so :math:`g` keeps its
-            meaning and the step becomes :math:`-(H' + (\\rho + \\delta) I)^{-1} g`; 0 for a
-            converged model. Default 0.
-        damping_retries: how often δ may be raised tenfold (to at least 0.01) when the solver
-            finds :math:`H' + \\delta I` indefinite or does not converge — the objective is non-convex, and a model
-            trained only briefly can sit where it has negative curvature. The damping actually
+        damping_retries, damping_growth: how often, and by what factor, δ may be raised (to at
+            least 1e-4) when the solver finds :math:`H' + \\delta I` indefinite or does not
+            converge: the removal of samples leaves near-flat directions of a stationary
+            model's curvature slightly negative. The damping actually
             used is reported. CG raises δ inside one Krylov space
-            (:func:`~graphforget.unlearn.linalg.lanczos_damped_solve`): no products are spent
-            on restarts; LiSSA restarts.
-        seed: seed of the fixed BPR negatives (must match the one used to define the
-            objective; the negatives are drawn inside unlearning).
+            (:func:`~graphforget.unlearn.linalg.lanczos_damped_solve`); LiSSA restarts.
+        seed: seed of the fresh draws for rows left without any sample (:func:`untouched_rows`).
     """
 
     name = "if"
+    default_coupling = 1
 
     def __init__(self, damping: float = 0.01, solver: str = "cg", tol: float = 1e-4,
-                 max_iter: int = 300, weight_decay: float = 1e-4, loss: str = "auto",
-                 paper_mode: bool = False, fallback_fraction: float = 0.5,
-                 lissa_scale: Optional[float] = None, damping_retries: int = 6, ridge=0.0,
-                 seed: int = 0) -> None:
+                 max_iter: int = 300, steps: int = 1, newton_tol: float = 0.0,
+                 coupling: Optional[int] = None, weight_decay: Optional[float] = None,
+                 loss: str = "auto", negatives: Optional[int] = None,
+                 negative_seed: Optional[int] = None, paper_mode: bool = False,
+                 fallback_fraction: float = 0.5, lissa_scale: Optional[float] = None,
+                 damping_retries: int = 8, damping_growth: float = 4.0, seed: int = 0) -> None:
         if solver not in ("cg", "lissa"):
             raise ValueError(f"solver must be 'cg' or 'lissa', got {solver!r}")
-        if damping < 0 or tol <= 0 or max_iter < 1 or weight_decay < 0:
-            raise ValueError("need damping >= 0, tol > 0, max_iter >= 1, weight_decay >= 0")
+        if damping < 0 or tol <= 0 or max_iter < 1:
+            raise ValueError("need damping >= 0, tol > 0, max_iter >= 1")
+        if not damping_growth > 1 or int(damping_retries) < 0:
+            raise ValueError(f"need damping_growth > 1 and damping_retries >= 0")
+        if int(steps) < 1 or not newton_tol >= 0:
+            raise ValueError(f"need steps >= 1 and newton_tol >= 0, got {steps}, {newton_tol}")
+        if paper_mode and int(steps) > 1:
+            raise ValueError("paper_mode's Hessian is not the objective's: only steps=1")
+        coupling = self.default_coupling if coupling is None else int(coupling)
+        if coupling < 0:
+            raise ValueError(f"coupling must be >= 0, got {coupling}")
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if loss not in ("auto", "bpr", "bce"):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
-        ridge = ridge_option(ridge)
-        super().__init__(seed=seed, damping=damping, solver=solver,
-                         tol=tol, max_iter=max_iter, weight_decay=weight_decay, loss=loss,
-                         paper_mode=paper_mode, fallback_fraction=fallback_fraction,
-                         lissa_scale=lissa_scale, damping_retries=damping_retries, ridge=ridge)
+        super().__init__(seed=seed, damping=damping, solver=solver, tol=tol, max_iter=max_iter,
+                         steps=int(steps), newton_tol=newton_tol, coupling=coupling,
+                         weight_decay=weight_decay, loss=loss, negatives=negatives,
+                         negative_seed=negative_seed, paper_mode=paper_mode,
+                         fallback_fraction=fallback_fraction, lissa_scale=lissa_scale,
+                         damping_retries=damping_retries, damping_growth=damping_growth)
+        self.damping_growth = float(damping_growth)
         self.damping, self.solver, self.tol, self.max_iter = float(damping), solver, float(tol), int(max_iter)
-        self.weight_decay, self.loss, self.paper_mode = float(weight_decay), loss, bool(paper_mode)
+        self.steps, self.newton_tol, self.coupling = int(steps), float(newton_tol), coupling
+        self.weight_decay, self.loss = weight_decay, loss
+        self.negatives, self.negative_seed = negatives, negative_seed
+        self.paper_mode = bool(paper_mode)
         self.fallback_fraction, self.lissa_scale = float(fallback_fraction), lissa_scale
         self.damping_retries = int(damping_retries)
-        self.ridge = ridge
 
     # ---------------------------------------------------------------- steps
     def prepare(self, model: RecModel, graph: InteractionGraph, edges: Tensor) -> InfluenceProblem:
-        """New graph, fixed samples, deleted / remaining split (the ``graph_update`` phase)."""
-        pos = graph.find_edges(edges)
+        """New graph, the objective's samples split by the deletion (the ``graph_update`` phase)."""
+        objective = objective_for(model, graph, self.weight_decay, self.loss, self.negatives,
+                                  self.negative_seed)
         graph.adjacency  # build the old CSR first so remove_edges updates it incrementally
         new_graph = graph.remove_edges(edges)
         new_graph.adjacency
-        samples = SampleSet.for_graph(graph, self.loss, self.seed)
-        keep = torch.ones(graph.num_train, dtype=torch.bool)
-        keep[pos] = False
+        split = split_samples(objective, graph, new_graph, edges)
         nu = graph.num_users
         endpoints = torch.unique(torch.cat([edges[0], edges[1] + nu]))
         return InfluenceProblem(model=model, graph=graph, new_graph=new_graph, edges=edges,
-                                samples=samples, deleted=samples.select(pos),
-                                remaining=samples.select(torch.nonzero(keep).view(-1)),
-                                endpoints=endpoints, embedding=model.embedding.detach())
+                                objective=objective, deleted=split.removed, added=split.added,
+                                kept=split.kept, endpoints=endpoints,
+                                embedding=model.embedding.detach())
 
     def select(self, prob: InfluenceProblem) -> None:
-        """Set the free rows and the gradient / Hessian terms (IF: endpoints, direct only)."""
-        prob.rows = prob.endpoints
-        prob.gradient_terms = [Term(prob.deleted, "old", -1.0)]
+        """Set the free rows and the gradient / Hessian terms (IF: direct terms only)."""
+        prob.rows = self.couple(prob, prob.endpoints)
+        prob.gradient_terms = prob.direct_terms()
         prob.hessian_terms = [Term(prob.remaining, "new", 1.0)]
+
+    def couple(self, prob: InfluenceProblem, rows: Tensor) -> Tensor:
+        """``rows`` with the ``coupling`` hops of :func:`coupled_rows` on the new samples."""
+        if not self.coupling:
+            return rows
+        return coupled_rows(rows, prob.remaining, prob.graph.num_users, prob.graph.num_nodes,
+                            self.coupling)
 
     def problem(self, model: RecModel, graph: InteractionGraph, edges) -> InfluenceProblem:
         """:meth:`prepare` + :meth:`select` for explicit ``edges`` (validated)."""
@@ -317,12 +381,14 @@ class InfluenceFunction(Unlearner):
     def gradient_objective(self, prob: InfluenceProblem) -> LocalObjective:
         """``f`` with ``∇f(θ_S) = g`` (always through propagation)."""
         return LocalObjective(prob.model, prob.embedding, prob.rows, prob.gradient_terms,
-                              prob.adjacencies, self.weight_decay, self.fallback_fraction)
+                              prob.adjacencies, prob.objective.weight_decay, self.fallback_fraction)
 
     def hessian_objective(self, prob: InfluenceProblem) -> LocalObjective:
-        """``f`` with ``∇²f(θ_S) = H'_{SS}`` (without propagation in paper mode)."""
+        """``f`` with ``∇²f(θ_S) = H'_{SS}`` (without propagation in paper mode); outside paper
+        mode also ``∇f(θ_S) = ∇_S L(θ; D', Â')``, every term of the new objective that depends
+        on ``θ_S``."""
         return LocalObjective(prob.model, prob.embedding, prob.rows, prob.hessian_terms,
-                              prob.adjacencies, self.weight_decay, self.fallback_fraction,
+                              prob.adjacencies, prob.objective.weight_decay, self.fallback_fraction,
                               propagate=not self.paper_mode)
 
     def gradient(self, prob: InfluenceProblem) -> Tensor:
@@ -331,38 +397,36 @@ class InfluenceFunction(Unlearner):
         prob.notes.append(f"gradient: {f.describe()}")
         return f.gradient(prob.embedding[prob.rows.to(prob.embedding.device)])
 
-    def solve(self, prob: InfluenceProblem, g: Tensor, report: Optional[UnlearnReport] = None) -> Tensor:
-        """``p = (H'_{SS} + (ρ + δ)I)^{-1} g`` by CG or LiSSA (ρ the ridge, δ the damping);
-        fills the report's solver fields (``damping``: the δ used)."""
-        f = self.hessian_objective(prob)
-        prob.notes.append(f"hessian: {f.describe()}")
+    def damping_ladder(self) -> list:
+        """The dampings tried in order: ``damping``, then ``damping_retries`` times ×``damping_growth``
+        (from at least 1e-4)."""
         ladder = [self.damping]
         for _ in range(self.damping_retries):
-            ladder.append(max(10.0 * ladder[-1], 1e-2))
-        theta = prob.embedding[prob.rows.to(prob.embedding.device)]
-        op = f.hessian_operator(theta, 0.0)
-        rho = self.ridge
-        if rho == "fitted":  # ∇_S L(θ; D, Â) = ∇_S L'(θ) − g; the operator holds ∇_S L'(θ)
-            rho = fitted_ridge(op.grad - g, theta) if not self.paper_mode else 0.0
-            prob.notes.append(f"fitted ridge {rho:.4g} (implicit L2 of the training budget)"
-                              if not self.paper_mode else "ridge: not fitted in paper mode (its "
-                              "Hessian objective is not the training objective); 0")
+            ladder.append(max(self.damping_growth * ladder[-1], 1e-4))
+        return ladder
+
+    def _solve_at(self, op, g: Tensor, ladder: list, prob: InfluenceProblem,
+                  tol: Optional[float] = None) -> tuple[Tensor, dict, float]:
+        """``p = (op + δI)^{-1} g`` to relative residual ``tol`` (default the ``tol`` option) for
+        the first δ of ``ladder`` that works; ``(p, info, true residual)``, ``op.damping`` left
+        at the δ used."""
+        tol = self.tol if tol is None else tol
         if self.solver == "cg":
-            p, info = lanczos_damped_solve(op, g, [rho + d for d in ladder], self.tol, self.max_iter)
+            p, info = lanczos_damped_solve(op, g, ladder, tol, self.max_iter)
             for old, new, why in info["raised"]:
                 why = ("not positive definite at θ (non-convex objective)" if why == "indefinite" else
                        f"not solved to tol in {self.max_iter} iterations (near-singular: saturated "
                        "losses leave directions with almost no curvature)")
-                prob.notes.append(f"cg: H' + {old - rho:g} I {why}; damping raised to {new - rho:g}")
-            op.damping = info["damping"] if math.isfinite(info["damping"]) else rho + ladder[-1]
+                prob.notes.append(f"cg: H' + {old:g} I {why}; damping raised to {new:g}")
+            op.damping = info["damping"] if math.isfinite(info["damping"]) else ladder[-1]
             if not math.isfinite(info["damping"]):
                 prob.notes.append(f"cg: H' + {ladder[-1]:g} I still indefinite: no step taken")
         else:
-            op.damping = rho + self.damping
+            op.damping = ladder[0]
             scale = self.lissa_scale or 1.1 * power_iteration(op, g, seed=self.seed)
             for attempt, damping in enumerate(ladder):
-                op.damping = rho + damping
-                p, info = lissa(op, g, scale + op.damping, self.tol, self.max_iter)
+                op.damping = damping
+                p, info = lissa(op, g, scale + op.damping, tol, self.max_iter)
                 if (math.isfinite(info["residual"]) and info["residual"] <= 1.0) or attempt == len(ladder) - 1:
                     break
                 prob.notes.append(f"lissa: H' + {damping:g} I not positive definite at θ "
@@ -370,48 +434,92 @@ class InfluenceFunction(Unlearner):
             prob.notes.append(f"lissa scale {scale + op.damping:.4g}")
         gnorm = float(g.norm())
         residual = float((g - op(p)).norm()) / gnorm if gnorm > 0 else 0.0  # true residual
-        if self.solver == "cg" and residual > self.tol and math.isfinite(info["damping"]):
+        if self.solver == "cg" and residual > tol and math.isfinite(info.get("damping", 0.0)):
             # long Lanczos runs lose orthogonality, so the true residual can end a little above
             # the recurrence's: polish with CG warm-started at p (same damping, positive definite)
-            p, extra = conjugate_gradient(op, g, self.tol, self.max_iter, x0=p)
+            p, extra = conjugate_gradient(op, g, tol, self.max_iter, x0=p)
             info["iterations"] += extra["iterations"]
             residual = float((g - op(p)).norm()) / gnorm
+        return p, info, residual
+
+    def solve(self, prob: InfluenceProblem, g: Tensor, report: Optional[UnlearnReport] = None) -> Tensor:
+        """The total update ``Δ = θ_S − θ_S^{new}`` of :attr:`steps` damped Newton steps, the
+        first ``(H'_{SS} + δI)^{-1} g``; fills the report's solver fields (``damping``: the δ of
+        the first step; iterations and products summed over the steps)."""
+        f = self.hessian_objective(prob)
+        prob.notes.append(f"hessian: {f.describe()}")
+        ladder = self.damping_ladder()
+        theta0 = prob.embedding[prob.rows.to(prob.embedding.device)]
+        op = f.hessian_operator(theta0, 0.0)
+        p, info, residual = self._solve_at(op, g, ladder, prob)
+        hvps, iters, damping = op.count, info["iterations"], op.damping
+        first_residual = residual
         if not self.paper_mode:
-            self.check_step(prob, f, g, p, op.grad, rho, report)
+            self.check_step(prob, f, g, p, op.grad, report)
+        # the tilted objective f(θ) − <t, θ> with t = ∇f(θ0) − g has gradient g at θ0; its
+        # Newton iterations continue the first step (t = 0 at a stationary model)
+        tilt = op.grad - g
+        theta = theta0 - p.to(theta0.dtype)
+        g0 = float(g.norm())
+        grads = []
+        for _ in range(1, self.steps):
+            op = f.hessian_operator(theta, 0.0)
+            grad = op.grad - tilt
+            grads.append(float(grad.norm()) / g0 if g0 > 0 else 0.0)
+            if grads[-1] <= self.newton_tol:
+                break
+            # inexact Newton: a forcing term min(0.1, ‖g_t‖/‖g_0‖) keeps the steps cheap while
+            # the gradient still falls by an order of magnitude per step
+            q, info_t, _ = self._solve_at(op, grad, ladder, prob,
+                                                 max(self.tol, min(0.1, grads[-1])))
+            hvps += op.count
+            iters += info_t["iterations"]
+            theta = self._line_search(f, tilt, theta, q, grad, prob)
+        if self.steps > 1 and (not grads or grads[-1] > self.newton_tol):
+            grads.append(float((f.gradient(theta) - tilt).norm()) / g0 if g0 > 0 else 0.0)
         if report is not None:
-            report.hvps += op.count
-            report.solver_iterations = info["iterations"]
-            report.solver_residual = residual
-            report.damping = op.damping - rho
-            report.converged = bool(residual <= self.tol)
-        return p
+            report.hvps += hvps
+            report.solver_iterations = iters
+            report.solver_residual = first_residual  # of the influence step's solve
+            report.damping = damping
+            report.converged = bool(first_residual <= self.tol)
+            report.newton_steps = 1 + max(0, len(grads) - (1 if self.steps > 1 else 0))
+            report.step_gradients = grads
+        return theta0 - theta
+
+    @staticmethod
+    def _line_search(f: LocalObjective, tilt: Tensor, theta: Tensor, q: Tensor, grad: Tensor,
+                     prob: InfluenceProblem, backtracks: int = 8) -> Tensor:
+        """``θ − a·q`` for the largest ``a = 2^{-m}`` meeting the Armijo condition on the tilted
+        objective (``θ`` unchanged when none does)."""
+        with torch.no_grad():
+            base = float(f(theta)) - float((tilt * theta).sum())
+            slope = -float((grad * q).sum())
+            a = 1.0
+            for _ in range(backtracks + 1):
+                cand = theta - a * q
+                if float(f(cand)) - float((tilt * cand).sum()) <= base + 1e-4 * a * slope:
+                    return cand
+                a *= 0.5
+        prob.notes.append("newton: line search found no decrease; steps stopped")
+        return theta
 
     def check_step(self, prob: InfluenceProblem, f: LocalObjective, g: Tensor, p: Tensor,
-                   grad: Tensor, ridge: float = 0.0, report: Optional[UnlearnReport] = None) -> None:
-        r"""Validation-free diagnostics of the step, from the new training objective ``f``
+                   grad: Tensor, report: Optional[UnlearnReport] = None) -> None:
+        r"""Validation-free diagnostics of the first step, from the new training objective ``f``
         (the terms of :math:`\mathcal{L}(\theta; \mathcal{D}', \hat{A}')` that depend on
-        :math:`\theta_S`, plus the ridge :math:`\tfrac{\rho}{2}\lVert\theta_S\rVert^2`;
-        ``grad`` the gradient of ``f`` at :math:`\theta_S`, which the Hessian operator already
-        holds; two forwards on its region):
+        :math:`\theta_S`; ``grad`` its gradient at :math:`\theta_S`):
 
         * ``gradient_mismatch`` :math:`= \lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}',
-          \hat{A}') - g \rVert / \lVert g \rVert`. With the exact ``g`` of IFRU this is
+          \hat{A}') - g \rVert / \lVert g \rVert` — with IFRU's exact ``g`` this is
           :math:`\lVert \nabla_S \mathcal{L}(\theta; \mathcal{D}, \hat{A}) \rVert / \lVert g
-          \rVert`: 0 for a model trained to a stationary point, which the Newton step
-          assumes, and ≫ 1 for a model stopped after a fixed budget (IF's ``g`` also omits
-          the spillover, which adds to it).
+          \rVert`: 0 at a stationary model, ≫ 1 for one stopped early.
         * ``objective_change`` :math:`= f(\theta_S - p) - f(\theta_S)`: negative when the step
-          moves the model towards the retrained optimum on the data it keeps. A positive value
-          is noted: the step is not a descent step of the new objective, i.e. the stationarity
-          assumption fails at this model.
+          descends on the data kept; a positive value is noted.
         """
         theta = prob.embedding[prob.rows.to(prob.embedding.device)].detach()
-        after = theta - p.to(theta.dtype)
         with torch.no_grad():
-            change = float(f(after)) - float(f(theta))
-        if ridge:
-            change += 0.5 * ridge * float(after.double().pow(2).sum() - theta.double().pow(2).sum())
-            grad = grad + ridge * theta
+            change = float(f(theta - p.to(theta.dtype))) - float(f(theta))
         gnorm = float(g.norm())
         mismatch = float((grad - g).norm()) / gnorm if gnorm > 0 else float("nan")
         if report is not None:
@@ -419,36 +527,40 @@ class InfluenceFunction(Unlearner):
         if change > 0:
             prob.notes.append(f"the step raises the new training objective by {change:.4g} "
                               f"(gradient mismatch {mismatch:.3g}): the model is not at a stationary "
-                              "point of its objective, which influence steps assume; train it to "
-                              "convergence, raise the damping, or use retrain / fine-tune")
+                              "point of its objective, which influence steps assume")
 
     # ---------------------------------------------------------------- contract
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
+        report.grad_norm_rel, note = stationarity_note(model)
+        if note:
+            report.notes.append(note)
         with timer("graph_update"):
             prob = self.prepare(model, graph, edges)
         with timer("gradient"):
             self.select(prob)
-            isolated = newly_isolated(prob.new_graph, prob.endpoints)
-            if isolated.numel():
-                prob.rows = prob.rows[~torch.isin(prob.rows, isolated)]
-                prob.notes.append(f"{isolated.numel()} nodes lost every training edge: rows set to 0 "
-                                  "(their L2 optimum), not solved for")
+            untouched = untouched_rows(prob.remaining, graph.num_users, prob.rows)
+            if untouched.numel():
+                prob.rows = prob.rows[~torch.isin(prob.rows, untouched)]
+                prob.notes.append(f"{untouched.numel()} rows have no sample left: fresh draws from "
+                                  "the initialisation (what a retrain leaves), not solved for")
             g = self.gradient(prob) if prob.rows.numel() else None
         with timer("solve"):
-            p = self.solve(prob, g, report) if g is not None else None
-            if p is None:
+            delta = self.solve(prob, g, report) if g is not None else None
+            if delta is None:
                 report.converged, report.solver_residual = True, 0.0
         with timer("apply"):
             with torch.no_grad():
-                if p is not None:
-                    model.embedding.index_add_(0, prob.rows.to(p.device), -p.to(model.embedding.dtype))
-                model.embedding[isolated.to(model.embedding.device)] = 0.0
-        prob.rows = torch.cat([prob.rows, isolated])
+                if delta is not None:
+                    model.embedding.index_add_(0, prob.rows.to(delta.device), -delta.to(model.embedding.dtype))
+                if untouched.numel():
+                    model.embedding[untouched.to(model.embedding.device)] = model.fresh_rows(untouched, self.seed)
+        prob.rows = torch.cat([prob.rows, untouched])
         report.affected_nodes = int(prob.rows.numel())
         report.affected_parameters = int(prob.rows.numel()) * model.embedding.shape[1]
         report.notes.extend(prob.notes)
         return prob.new_graph
 
 
-__all__ = ["InfluenceFunction", "InfluenceProblem", "LocalObjective", "Term"]
+__all__ = ["InfluenceFunction", "InfluenceProblem", "LocalObjective", "Term", "untouched_rows",
+           "coupled_rows"]

@@ -7,47 +7,69 @@ from typing import Optional
 from torch import Tensor
 
 from ..data.graph import InteractionGraph
-from ..models import RecModel, build_model
+from ..models import RecModel, from_config
 from ..train import TrainConfig, Trainer
 from .base import Timer, Unlearner, UnlearnReport
+
+
+def recipe_config(model: RecModel, config: Optional[TrainConfig] = None) -> TrainConfig:
+    """``config``, else the recipe ``model`` was trained with (``model.recipe``), else the
+    default :class:`~graphforget.train.TrainConfig`; progress off."""
+    if config is not None:
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        return config
+    recipe = getattr(model, "recipe", None)
+    return TrainConfig.from_dict(recipe, progress=False) if recipe else TrainConfig(progress=False)
+
+
+def independent_seed(model: RecModel, seed: Optional[int]) -> int:
+    """``seed``, else one that differs from the seed of ``model``'s recipe (its seed + 1)."""
+    if seed is not None:
+        return int(seed)
+    return int((getattr(model, "recipe", None) or {}).get("seed", 0)) + 1
 
 
 class Retrain(Unlearner):
     """Train a fresh model of the same architecture on ``graph.remove_edges(edges)``.
 
-    The model is rebuilt from ``model.config()`` (buffers such as LightGCN's ``alpha`` copied),
-    initialised and trained with seed ``seed``, with ``config`` (the original
-    :class:`~graphforget.train.TrainConfig`, same early stopping on the validation split) on the
-    device of the given model. Report: ``solve`` = training time, ``solver_iterations`` = epochs
-    run.
+    The recipe is ``config`` or the one the model was trained with (``model.recipe``: same
+    stopping rule, same finish, same λ and fixed negatives); ``seed`` drives the
+    initialisation, batch order and per-epoch negatives, by default an *independent* seed (the
+    recipe's + 1): a retrain that shares the original's seed makes "do nothing" look like
+    forgetting. Runs on the device of the given model. Report: ``solve`` = training time,
+    ``solver_iterations`` = epochs run.
     """
 
     name = "retrain"
 
-    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0) -> None:
-        config = config if config is not None else TrainConfig(progress=False)
-        if not isinstance(config, TrainConfig):
+    def __init__(self, config: Optional[TrainConfig] = None, seed: Optional[int] = None) -> None:
+        if config is not None and not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-        super().__init__(seed=seed, config=config.to_dict())
+        super().__init__(seed=seed, config=None if config is None else config.to_dict())
         self.config = config
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
         with timer("graph_update"):
             new_graph = graph.remove_edges(edges)
-        cfg = model.config()
-        fresh = build_model(cfg.pop("model"), cfg.pop("num_users"), cfg.pop("num_items"),
-                            dim=cfg.pop("dim"), layers=cfg.pop("layers"), seed=self.seed)
+        seed = independent_seed(model, self.seed)
+        report.options["seed"] = seed
+        fresh = from_config(model.config(), seed=seed)
         for name, buf in model.named_buffers():
             fresh.get_buffer(name).copy_(buf)
-        device = str(model.embedding.device)
-        config = dataclasses.replace(self.config, seed=self.seed, device=device)
+        config = dataclasses.replace(recipe_config(model, self.config), seed=seed,
+                                     device=str(model.embedding.device), progress=False)
         with timer("solve"):
             result = Trainer(config).fit(fresh.to(model.embedding.dtype), new_graph)
         with timer("apply"):
             model.load_state_dict(result.model.state_dict())
+            model.recipe = result.model.recipe
         report.solver_iterations = result.epochs_run
         report.affected_nodes = graph.num_nodes
         report.affected_parameters = sum(p.numel() for p in model.parameters())
-        report.notes.append(f"best epoch {result.best_epoch}, best validation {result.best_metric:.4f}")
+        report.notes.append(f"seed {seed}; best epoch {result.best_epoch}, best validation "
+                            f"{result.best_metric:.4f}; |grad|/|theta| "
+                            f"{result.stationarity['grad_norm_rel']:.2e}")
+        report.notes.extend(result.notes)
         return new_graph

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from .influence import InfluenceFunction, InfluenceProblem, Term
-from .objective import SampleSet
+from ..train.objective import SampleSet
 
 
 class SCIF(InfluenceFunction):
@@ -32,6 +32,8 @@ class SCIF(InfluenceFunction):
 
     name = "scif"
 
+    default_coupling = 0  # "selective": the endpoints
+
     def prepare(self, model, graph, edges) -> InfluenceProblem:
         if self.loss == "bpr" or not graph.has_labels:
             raise ValueError("SCIF replaces the deleted pairs' labels and needs labelled (BCE) "
@@ -39,7 +41,7 @@ class SCIF(InfluenceFunction):
         return super().prepare(model, graph, edges)
 
     def select(self, prob: InfluenceProblem) -> None:
-        rem, dele = prob.remaining, prob.deleted
+        rem, dele = prob.kept, prob.deleted
         nu = prob.graph.num_users
         sums = torch.bincount(rem.users, weights=rem.labels.double(), minlength=nu)
         counts = torch.bincount(rem.users, minlength=nu)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..data.sparse import NormalizedAdjacency, grouped_csr, khop
-from .objective import SampleSet
+from ..train.objective import SampleSet
 
 
 def induced_adjacency(adjacency: NormalizedAdjacency, nodes: Tensor, dtype=torch.float32,
