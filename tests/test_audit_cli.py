@@ -37,7 +37,7 @@ def run(tmp_path_factory, demo):
     assert cli.main(["unlearn", str(d / "orig.pt"), "--data", "demo", "--edges", str(d / "forget.txt"),
                      "--method", "if", "--out", str(d / "unlearned.pt")]) == 0
     after = demo.remove_edges(edges)
-    for seed in (1, 2):
+    for seed in (1, 2, 3, 4):
         train(build_model("mf", demo.num_users, demo.num_items, dim=8, seed=seed), after, CFG,
               checkpoint=str(d / f"retrain{seed}.pt"))
     original, _ = load_checkpoint(d / "orig.pt", demo)
@@ -64,22 +64,31 @@ def _same(got, want, path="report"):
 def test_audit_cli_matches_library(run, demo, capsys):
     d, edges, after = run
     capsys.readouterr()
+    # `graphforget unlearn` wrote the edges it forgot beside its checkpoint
+    written = torch.tensor([list(map(int, l.split())) for l in (d / "unlearned.edges.txt").read_text().splitlines()]).t()
+    assert sorted(edge_keys(written, demo.num_items).tolist()) == sorted(edge_keys(edges, demo.num_items).tolist())
+    retrains = [str(d / f"retrain{s}.pt") for s in (1, 2, 3, 4)]
     code = cli.main(["audit", str(d / "orig.pt"), str(d / "unlearned.pt"), "--data", "demo",
-                     "--edges", str(d / "forget.txt"), "--retrained", str(d / "retrain1.pt"),
-                     "--retrained-alt", str(d / "retrain2.pt"), "--reference", str(d / "reference.pt"),
+                     "--edges", str(d / "unlearned.edges.txt"), "--retrains", *retrains,
+                     "--reference", str(d / "reference.pt"),
                      "--ks", "10", "20", "--seed", "0", "--json", str(d / "audit.json")])
     out = capsys.readouterr().out
     assert code == 0
 
     load = lambda name, g: load_checkpoint(d / name, g)[0]  # noqa: E731
-    want = audit(load("orig.pt", demo), load("unlearned.pt", after), demo, after, edges,
-                 retrained=load("retrain1.pt", after), retrained_alt=load("retrain2.pt", after),
+    want = audit(load("orig.pt", demo), load("unlearned.pt", after), demo, after, written,
+                 retrains=[load(f"retrain{s}.pt", after) for s in (1, 2, 3, 4)],
                  reference=load("reference.pt", after), ks=[10, 20], seed=0)
     # every section was filled, so the comparison covers them all
-    assert want.utility and want.forgetting and want.membership and want.parameters
-    assert {"unlearned_vs_retrained", "noise_floor", "verdict"} <= set(want.agreement)
+    assert want.parameters and all(k in want.models["unlearned"] for k in
+                                   ("utility", "forgetting", "membership", "umia", "agreement"))
     got = json.loads((d / "audit.json").read_text())
+    for key in ("umia_auc", "mia_auc", "forgotten", "original_umia_auc", "retrain_umia_auc",
+                "control_umia_auc", "original_mia_auc", "original_forgotten"):
+        assert key in got
+    assert got["umia_auc"] == want.models["unlearned"]["umia"]["auc"]
     expected = want.to_dict()
+    got = {k: got[k] for k in expected}
     got.pop("seconds"), expected.pop("seconds")
     _same(got, expected)
     # the printed table is the library's summary (its first line carries the wall time)
@@ -109,18 +118,29 @@ def test_absent_edge_is_refused(run, demo, capsys, tmp_path):
 @pytest.mark.parametrize("swap", ["original", "retrained"])
 def test_checkpoint_of_the_wrong_graph_is_refused(run, capsys, tmp_path, swap):
     d, _, _ = run
-    orig, retrained, role = str(d / "orig.pt"), str(d / "retrain1.pt"), "--retrained"
+    orig, retrained, role = str(d / "orig.pt"), str(d / "retrain1.pt"), "--retrains"
     if swap == "original":
         orig, role = str(d / "unlearned.pt"), "ORIGINAL_CKPT"  # trained after deletion
     else:
         retrained = str(d / "orig.pt")  # trained before deletion
     capsys.readouterr()
     code = cli.main(["audit", orig, str(d / "unlearned.pt"), "--data", "demo", "--edges",
-                     str(d / "forget.txt"), "--retrained", retrained, "--json", str(tmp_path / "a.json")])
+                     str(d / "forget.txt"), "--retrains", retrained, "--json", str(tmp_path / "a.json")])
     err = capsys.readouterr().err
     assert code == 2 and role in err and "another training graph" in err
     assert ("before" if swap == "original" else "after") in err
     assert not (tmp_path / "a.json").exists()
+
+
+def test_audit_trains_its_retrains_from_the_recipe_with_progress(run, capsys, tmp_path):
+    d, _, _ = run
+    capsys.readouterr()
+    code = cli.main(["audit", str(d / "orig.pt"), str(d / "unlearned.pt"), "--data", "demo",
+                     "--edges", str(d / "forget.txt"), "--shadows", "2", "--json", str(tmp_path / "a.json")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "retrain 4/4 (seed 1003)" in err and "Verdicts" in out
+    got = json.loads((tmp_path / "a.json").read_text())
+    assert got["retrains"] == 4 and got["control_forgotten"] in (True, False)
 
 
 def test_missing_checkpoint_is_refused(run, capsys, tmp_path):

@@ -14,8 +14,8 @@ For each user :math:`u` of a given set, both models rank the candidates :math:`C
 Spearman over all candidates was chosen over Kendall on the union of top-Ks: it is exact for
 permutations, vectorises to two sorts per user batch, and complements the overlap, which already
 measures the head. A model unlearned exactly reproduces a retrain up to the randomness of
-training, so :func:`noise_floor` — the same figures between two retrains with different seeds —
-is the yardstick: agreement(unlearned, retrain) ≥ floor − tolerance reads "within noise floor".
+training, so the same figures between two independent retrains (the audit's control) are the
+yardstick (:mod:`graphforget.audit.report`).
 """
 from __future__ import annotations
 
@@ -29,9 +29,6 @@ from ..data.sparse import ragged_arange
 from ..metrics import _csr_of, _order_key
 from ..models import RecModel
 from .utility import check_ids, representations
-
-WITHIN = "within noise floor"
-BELOW = "below noise floor"
 
 
 def _ranks(key: Tensor) -> Tensor:
@@ -95,15 +92,3 @@ def agreement(model_a: RecModel, model_b: RecModel, graph: InteractionGraph, use
     nan = float("nan")
     return {f"overlap@{k}": overlap_sum / overlap_n if overlap_n else nan,
             "spearman": rho_sum / rho_n if rho_n else nan, "users": int(users.numel()), "k": int(k)}
-
-
-def noise_floor(retrain_a: RecModel, retrain_b: RecModel, graph: InteractionGraph, users,
-                k: int = 20, batch_size: int = 256) -> dict:
-    """:func:`agreement` between two retrains (different seeds) on the graph after deletion:
-    how much two equally valid exact unlearnings differ."""
-    return agreement(retrain_a, retrain_b, graph, users, k, batch_size)
-
-
-def verdict(value: float, floor: float, tolerance: float = 0.05) -> str:
-    """``"within noise floor"`` if ``value >= floor - tolerance``, else ``"below noise floor"``."""
-    return WITHIN if value >= floor - tolerance else BELOW

@@ -3,21 +3,25 @@
 Plugged into :mod:`graphforget.cli` through ``COMMAND_MODULES``. Loads the data set (the graph
 *before* deletion), builds the graph *after* deletion as ``graph.remove_edges(edges)``, loads
 every checkpoint against its graph (``ORIGINAL_CKPT`` against the graph before; the unlearned,
-``--retrained``, ``--retrained-alt`` and ``--reference`` checkpoints against the graph after:
-a checkpoint of another graph is an error) and calls :func:`graphforget.audit.audit`. Prints
-:meth:`AuditReport.summary`; ``--json`` writes :meth:`AuditReport.to_dict` (non-finite numbers
-as ``null`` so the file is strict JSON).
+``--retrains`` and ``--reference`` checkpoints against the graph after: a checkpoint of another
+graph is an error). Without ``--retrains`` it trains ``--shadows`` + 2 retrains from the recipe
+stored in the original checkpoint, with independent seeds and a line of progress each. Then
+:func:`graphforget.audit.audit`; prints :meth:`AuditReport.summary` with one verdict line per
+measure; ``--json`` writes :meth:`AuditReport.to_dict` (non-finite numbers as ``null``, strict
+JSON) plus ``umia_auc``, ``mia_auc``, ``forgotten`` and the same for the original and the
+retrains at the top level.
 
 Example::
 
-    graphforget unlearn runs/demo.pt --data demo --edges forget.txt --out runs/forgot.pt
-    graphforget audit runs/demo.pt runs/forgot.pt --data demo --edges forget.txt \\
-        --retrained runs/retrain0.pt --retrained-alt runs/retrain1.pt --json audit.json
+    graphforget unlearn runs/demo.pt --data demo --random-fraction 0.01 --out runs/forgot.pt
+    graphforget audit runs/demo.pt runs/forgot.pt --data demo --edges runs/forgot.edges.txt \\
+        --shadows 16 --json audit.json
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 
@@ -25,9 +29,14 @@ def register(subparsers) -> None:
     from ..cli import _positive
 
     p = subparsers.add_parser("audit", help="audit that an unlearned checkpoint forgot",
-                              description="Utility, rank of deleted items, membership inference, "
-                                          "agreement with retraining beside the retrain-vs-retrain "
-                                          "noise floor, and parameter distance.")
+                              description="Compares the unlearned model with the original (do "
+                                          "nothing), an independent retrain and a control retrain: "
+                                          "utility (overall and on test pairs of the deletion's "
+                                          "users: 'user'; of its users or items: 'or'; between both: "
+                                          "'and'), rank of deleted items, population membership "
+                                          "inference, per-edge U-MIA with shadow retrains, "
+                                          "agreement of rankings, parameter distance; one verdict "
+                                          "line per measure.")
     p.add_argument("original", metavar="ORIGINAL_CKPT", help="checkpoint trained before deletion")
     p.add_argument("unlearned", metavar="UNLEARNED_CKPT", help="checkpoint after forgetting --edges")
     p.add_argument("--data", required=True, metavar="SPEC",
@@ -35,11 +44,13 @@ def register(subparsers) -> None:
     p.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
     p.add_argument("--edges", required=True, metavar="FILE",
                    help="the forgotten edges: 'user item' internal-id pairs, one per line")
-    p.add_argument("--retrained", default=None, metavar="CKPT", help="retrain from scratch after deletion")
-    p.add_argument("--retrained-alt", default=None, metavar="CKPT",
-                   help="a second retrain (another seed): the noise floor of agreement")
+    p.add_argument("--retrains", nargs="+", default=None, metavar="CKPT",
+                   help="independent retrains after deletion (first: the held-out retrain, second: "
+                        "the control, the rest: U-MIA shadows); default: train --shadows + 2")
+    p.add_argument("--shadows", type=int, default=16,
+                   help="shadow retrains to train when --retrains is not given (default 16)")
     p.add_argument("--reference", default=None, metavar="CKPT",
-                   help="retrain warm-started from the original: parameter distance")
+                   help="the new objective's minimiser nearest the original: parameter distance")
     p.add_argument("--ks", type=_positive(int), nargs="+", default=[20], metavar="K",
                    help="cut-offs; the first is used for ranks and agreement (default 20)")
     p.add_argument("--seed", type=int, default=0,
@@ -86,17 +97,35 @@ def _run(args) -> int:
     print(f"dataset {args.data}: {edges.shape[1]} deleted edges; graph before "
           f"{graph_before.fingerprint()}, after {graph_after.fingerprint()}")
     original = _load(args.original, graph_before, "ORIGINAL_CKPT", "before")
-    after = {"unlearned": (args.unlearned, "UNLEARNED_CKPT"), "retrained": (args.retrained, "--retrained"),
-             "retrained_alt": (args.retrained_alt, "--retrained-alt"),
-             "reference": (args.reference, "--reference")}
-    models = {name: _load(path, graph_after, role, "after")
-              for name, (path, role) in after.items() if path is not None}
-    report = audit(original, models.pop("unlearned"), graph_before, graph_after, edges,
-                   ks=args.ks, seed=args.seed, **models)
+    unlearned = _load(args.unlearned, graph_after, "UNLEARNED_CKPT", "after")
+    reference = _load(args.reference, graph_after, "--reference", "after") if args.reference else None
+    retrains = None
+    if args.retrains:
+        retrains = [_load(p, graph_after, "--retrains", "after") for p in args.retrains]
+    elif args.shadows < 0:
+        raise ValueError(f"--shadows must be >= 0, got {args.shadows}")
+    report = audit(original, unlearned, graph_before, graph_after, edges, retrains=retrains,
+                   reference=reference, shadows=args.shadows, ks=args.ks, seed=args.seed,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))
     print(report.summary())
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_strict(report.to_dict()), indent=2, allow_nan=False) + "\n")
+        out.write_text(json.dumps(_strict(flat_summary(report) | report.to_dict()), indent=2,
+                                  allow_nan=False) + "\n")
         print(f"wrote {out}")
     return 0
+
+
+def flat_summary(report) -> dict:
+    """The headline figures at the top level: ``umia_auc``, ``mia_auc``, ``score_error``,
+    ``forgotten`` for the unlearned model, and ``original_*``, ``retrain_*``, ``control_*``."""
+    out = {}
+    for name, fig in report.models.items():
+        prefix = "" if name == "unlearned" else f"{name}_"
+        out[f"{prefix}umia_auc"] = fig.get("umia", {}).get("auc", float("nan"))
+        out[f"{prefix}score_error"] = fig.get("umia", {}).get("score_error", float("nan"))
+        out[f"{prefix}mia_auc"] = fig.get("membership", {}).get("auc", float("nan"))
+        if name in report.verdicts:
+            out[f"{prefix}forgotten"] = report.verdicts[name]["forgotten"]
+    return out

@@ -1,6 +1,6 @@
 r"""Membership inference against a recommender: do deleted edges still look like training data?
 
-Features of a pair :math:`(u, i)` under a model (all model-derived except the last):
+Features of a pair :math:`(u, i)` under a model, all model-derived:
 
 1. score :math:`\hat{y}_{ui}`;
 2. loss: BCE-with-logits against the pair's label for labelled data, else BPR
@@ -10,9 +10,9 @@ Features of a pair :math:`(u, i)` under a model (all model-derived except the la
 3. rank percentile :math:`(\mathrm{rank}(u,i) - 1) / (|C_u| - 1) \in [0, 1]` among the
    candidates :math:`C_u` (items not in :math:`u`'s training set, plus :math:`i`), 0 = top
    (:func:`~graphforget.audit.forgetting.item_ranks`);
-4. :math:`\log(1 + d_u)` with :math:`d_u` the number of :math:`u`'s training edges *other than*
-   :math:`(u, i)`. Excluding the pair itself keeps the graph from giving membership away:
-   under a random split a member's and a non-member's :math:`d_u` have the same distribution.
+No graph feature enters (an earlier version used the user's degree, which gives a deleted
+*user* away by its missing edges alone: after a whole-user deletion its degree is 0, a
+non-member's is not).
 
 The attack is a logistic regression on the standardised features, fitted in float64 full-batch
 with L-BFGS (L2 penalty, zero start, hence deterministic) on a balanced, seeded sample of known
@@ -39,16 +39,16 @@ from ..metrics import auc
 from ..models import RecModel
 from ..train.sampling import sample_negatives
 from .forgetting import item_ranks
-from .utility import check_edges, edge_membership, representations
+from .utility import check_edges, representations
 
-FEATURES = ("score", "loss", "rank_percentile", "log_user_degree")
+FEATURES = ("score", "loss", "rank_percentile")
 
 
 @torch.no_grad()
 def edge_features(model: RecModel, graph: InteractionGraph, edges, labels: Optional[Tensor] = None,
                   adj_graph: Optional[InteractionGraph] = None, seed: int = 0,
                   batch_size: int = 512, out: Optional[Tensor] = None) -> Tensor:
-    """Attack features ``FloatTensor [m, 4]`` (order :data:`FEATURES`) of the pairs ``edges``.
+    """Attack features ``FloatTensor [m, 3]`` (order :data:`FEATURES`) of the pairs ``edges``.
 
     Args:
         graph: defines training sets (rank candidates, BPR negatives, degrees).
@@ -78,10 +78,7 @@ def edge_features(model: RecModel, graph: InteractionGraph, edges, labels: Optio
     uemb, iemb = model.split(out)
     rank, cand = item_ranks(uemb, iemb, e, graph.train_edges, batch_size)
     pct = (rank - 1).double() / (cand - 1).clamp(min=1).double()
-    deg = torch.bincount(graph.train_edges[0], minlength=graph.num_users)[e[0]]
-    deg = deg - edge_membership(e, graph.train_edges, graph.num_items).long()
-    return torch.stack([score.double().cpu(), loss.double().cpu(), pct,
-                        torch.log1p(deg.double())], 1).float()
+    return torch.stack([score.double().cpu(), loss.double().cpu(), pct], 1).float()
 
 
 def fit_logistic(x: Tensor, y: Tensor, l2: float = 1e-3, max_iter: int = 200) -> tuple[Tensor, Tensor, Tensor]:

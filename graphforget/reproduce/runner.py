@@ -127,7 +127,7 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
     not depend on the deletion request unless it changes the training data (flipped labels),
     so the settings of one grid train it once. Training is seeded, so a kept original equals
     a retrained one."""
-    from ..audit import agreement, membership_inference_auc, noise_floor
+    from ..audit import agreement, membership_inference_auc
 
     log = log or (lambda s: None)
     g0 = setting.graph
@@ -167,7 +167,7 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
     if audit and not labelled:
         alt = get_unlearner("retrain", config=TrainConfig(**{**cfg.to_dict(), "seed": seed + 1000}),
                             seed=seed + 1000).unlearn(original, graph, deleted)
-        floor = noise_floor(retrained.model, alt.model, g_new, affected, k=20)
+        floor = agreement(retrained.model, alt.model, g_new, affected, k=20)
 
     rows = []
     sharded_cache: dict = {}

@@ -70,13 +70,18 @@ def load_table_dataset(name: str, root: Path, seed: int = 0,
             inter = inter.select(slice(0, max_rows))
         return ifru_protocol(inter, thr, mode=mode, seed=seed, name=name)
     if name in ("ml100k", "gowalla-25", "gowalla"):
-        return loaders.load_lightgcn_txt(root / name, name=name)
-    if name == "lastfm":
+        graph = loaders.load_lightgcn_txt(root / name, name=name)
+    elif name == "lastfm":
         train, test = loaders.align([loaders.load_lastfm(root / "lastfm" / "data1.txt"),
                                      loaders.load_lastfm(root / "lastfm" / "test1.txt")])
         train.ratings = test.ratings = None
-        return to_graph(train, None, test, name="lastfm")
-    raise ValueError(f"unknown dataset {name!r} for the reproduction tables")
+        graph = to_graph(train, None, test, name="lastfm")
+    else:
+        raise ValueError(f"unknown dataset {name!r} for the reproduction tables")
+    if graph.valid_edges.shape[1] == 0:  # train + test only: early stopping needs a validation split
+        graph = graph.carve_validation(0.1, seed)
+        graph.notes.append(f"validation carved from train: 0.1 of each user's edges (seed {seed})")
+    return graph
 
 
 def reproduce(table: str, data_root: Path, out_dir: Path, preset: str = "full",

@@ -59,12 +59,23 @@ def _run(args) -> int:
     result = unlearn(model, graph, request, method=args.method, seed=args.seed, **opts)
     after = evaluate(result.model, result.graph, "test")
     out = args.out or str(Path(args.checkpoint).with_suffix("")) + ".forgot.pt"
-    digest = save_checkpoint(out, result.model, result.graph, payload.get("train_config"),
-                             {"unlearned_from": args.checkpoint, "report": result.report.to_dict()})
+    if result.model.recipe:  # the unlearned model's own distance from stationarity, on its graph
+        from ..train import TrainConfig, stationarity
+
+        cfg = TrainConfig.from_dict(result.model.recipe)
+        result.model.recipe = {**result.model.recipe, "grad_norm_rel": stationarity(
+            result.model, result.graph, cfg.objective(result.graph))["grad_norm_rel"]}
+    digest = save_checkpoint(out, result.model, result.graph,
+                             extra={"unlearned_from": args.checkpoint, "report": result.report.to_dict()})
+    edges_file = str(Path(out).with_suffix("")) + ".edges.txt"
+    Path(edges_file).write_text("".join(f"{u} {i}\n" for u, i in result.deleted_edges.t().tolist()))
     print(result.report.summary())
+    for note in result.report.notes:
+        print(f"  note: {note}")
     keys = [k for k in before if "@" in k or k == "auc"]
     print("test before: " + "  ".join(f"{k}={before[k]:.4f}" for k in keys))
     print("test after:  " + "  ".join(f"{k}={after[k]:.4f}" for k in keys))
-    print(f"wrote {out} (sha256 {digest})")
+    print(f"wrote {out} (sha256 {digest}) and the forgotten edges to {edges_file} "
+          "(internal ids, for `graphforget audit --edges`)")
     print(json.dumps({"deleted": result.report.num_deleted, "seconds": round(result.report.seconds_total, 4)}))
     return 0
