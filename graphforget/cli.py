@@ -82,25 +82,74 @@ def _positive(kind):
 
 
 # ---------------------------------------------------------------------------- commands
+def _l2(text: str):
+    if text == "auto":
+        return text
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'auto', got {text}")
+    return value
+
+
+def _print_stationarity(recipe: dict) -> None:
+    rel = recipe.get("grad_norm_rel")
+    if rel is None:
+        print("stationarity: not recorded (a checkpoint of an older graphforget)")
+        return
+    print(f"stationarity: |grad L|/|theta| = {rel:.3g} ({recipe.get('until', 'early_stop')}, gtol "
+          f"{recipe.get('gtol', float('nan')):g}, l2 {recipe.get('weight_decay', float('nan')):g}, "
+          f"{recipe.get('negatives', '?')} fixed negatives, negative seed {recipe.get('negative_seed', '?')})")
+
+
 def cmd_train(args) -> int:
     from .models import build_model
-    from .train import TrainConfig, evaluate, file_sha256, train
+    from .train import TrainConfig, evaluate, file_sha256, save_checkpoint, search_l2, train
 
     device = _device(args.device)
+    if args.layers < 0:
+        raise ValueError(f"--layers must be >= 0, got {args.layers}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {args.out}: is a directory, expected a checkpoint file path")
     graph = _load_graph(args)
-    model = build_model(args.model, graph.num_users, graph.num_items, dim=args.dim,
-                        layers=args.layers, seed=args.seed)
+
+    def make_model():
+        return build_model(args.model, graph.num_users, graph.num_items, dim=args.dim,
+                           layers=args.layers, seed=args.seed, init_std=args.init_std)
+
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, loss=args.loss, eval_every=args.eval_every,
+                         weight_decay=0.0 if args.l2 == "auto" else args.l2, loss=args.loss,
+                         eval_every=args.eval_every,
                          patience=args.patience if args.patience > 0 else None,
                          metric=_metric_name(args), ks=tuple(args.ks), seed=args.seed,
-                         device=device, progress=not args.quiet and sys.stderr.isatty(),
-                         log_path=args.log)
+                         device=device, progress=not args.quiet, log_path=args.log,
+                         until=args.until, gtol=args.gtol, negatives=args.negatives,
+                         negative_seed=args.negative_seed)
+    model = make_model()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model {args.model}: dim={args.dim} layers={model.num_layers} parameters={n_params}")
-    result = train(model, graph, config, checkpoint=args.out)
+    if args.l2 == "auto":
+        l2, result, rows = search_l2(make_model, graph, config)
+        for row in rows:
+            print(f"  l2 {row['l2']:g}: valid {row['valid']:.4f} (|grad|/|theta| "
+                  f"{row['grad_norm_rel']:.2e}, {row['epochs']} epochs)")
+        print(f"l2 auto: chose {l2:g} on validation")
+        save_checkpoint(args.out, result.model.cpu(), graph,
+                        extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                               "stationarity": result.stationarity, "finish": result.finish,
+                               "l2_search": rows})
+    else:
+        result = train(model, graph, config, checkpoint=args.out)
     print(f"trained {result.epochs_run} epochs in {result.seconds:.1f}s "
           f"({result.seconds_per_epoch:.2f}s/epoch); best epoch {result.best_epoch}")
+    if result.finish:
+        f = result.finish
+        print(f"stationary finish: {f['iterations']} L-BFGS iterations in {f['seconds']:.1f}s, "
+              f"|grad|/|theta| {f['grad_norm_rel_start']:.3g} -> {f['grad_norm_rel']:.3g}"
+              + ("" if f["converged"] else f" (not converged: {f['note']})"))
+    _print_stationarity(result.model.recipe)
+    for note in result.notes:
+        print(f"note: {note}")
     model = result.model.to(device)
     for split in ("valid", "test"):
         if getattr(graph, f"{split}_edges").shape[1]:
@@ -121,11 +170,22 @@ def cmd_evaluate(args) -> int:
     model, payload = load_checkpoint(args.checkpoint, graph)
     cfg = payload["model"]
     print(f"checkpoint {args.checkpoint}: model {cfg['model']} dim={cfg['dim']} layers={cfg['layers']}")
+    recipe = model.recipe or {}
+    _print_stationarity(recipe)
     if getattr(graph, f"{args.split}_edges").shape[1] == 0:
         raise ValueError(f"dataset {args.data!r} has no {args.split} edges")
     model.to(device)
-    _print_metrics(args.split, evaluate(model, graph, args.split, args.ks,
-                                        batch_size=args.batch_size, device=device))
+    metrics = evaluate(model, graph, args.split, args.ks, batch_size=args.batch_size, device=device)
+    _print_metrics(args.split, metrics)
+    if args.json:
+        import json
+
+        doc = {"checkpoint": args.checkpoint, "split": args.split, "metrics": metrics,
+               "grad_norm_rel": recipe.get("grad_norm_rel"), "gtol": recipe.get("gtol"),
+               "l2": recipe.get("weight_decay"), "until": recipe.get("until"),
+               "negatives": recipe.get("negatives"), "negative_seed": recipe.get("negative_seed")}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -184,11 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default="lightgcn")
     p.add_argument("--layers", type=int, default=3, help="propagation layers (default 3)")
     p.add_argument("--dim", type=_positive(int), default=64, help="embedding size (default 64)")
-    p.add_argument("--epochs", type=_positive(int), default=100)
-    p.add_argument("--batch-size", type=_positive(int), default=2048)
-    p.add_argument("--lr", type=_positive(float), default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4,
-                   help="λ of the batch L2 term (default 1e-4)")
+    p.add_argument("--init-std", type=_positive(float), default=0.1,
+                   help="std of the Gaussian initialisation (default 0.1)")
+    p.add_argument("--epochs", type=_positive(int), default=100, help="epoch cap (default 100)")
+    p.add_argument("--batch-size", type=_positive(int), default=2048, help="default 2048")
+    p.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--l2", "--weight-decay", dest="l2", type=_l2, default=1e-4, metavar="L2|auto",
+                   help="λ of the L2 term (default 1e-4); 'auto': the best of a log grid on "
+                        "validation, for the recipe as given (with --until)")
+    p.add_argument("--until", choices=["early_stop", "stationary"], default="early_stop",
+                   help="early_stop: the early-stopped model; stationary: then minimise the same "
+                        "objective to |grad L| <= gtol |theta|, the point unlearning assumes "
+                        "(default early_stop)")
+    p.add_argument("--gtol", type=_positive(float), default=1e-5,
+                   help="relative gradient tolerance of the stationary finish (default 1e-5)")
+    p.add_argument("--negatives", type=_positive(int), default=8,
+                   help="fixed negatives per positive of the objective (default 8)")
+    p.add_argument("--negative-seed", type=int, default=0, help="seed of the fixed negatives (default 0)")
     p.add_argument("--loss", choices=["auto", "bpr", "bce"], default="auto",
                    help="auto: BCE on labelled data, else BPR")
     p.add_argument("--patience", type=int, default=10,
@@ -206,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--split", choices=["valid", "test"], default="test")
     p.add_argument("--batch-size", type=_positive(int), default=1024, help="users per ranking batch")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="also write the metrics and the recipe's stationarity as JSON")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("datasets", help="list, describe or download datasets")
@@ -227,9 +301,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(__import__("logging").Handler):
+    """Log records as plain lines on the *current* ``sys.stderr`` (progress lines, warnings)."""
+
+    def emit(self, record) -> None:
+        try:
+            print(record.getMessage(), file=sys.stderr, flush=True)
+        except (BrokenPipeError, ValueError):
+            pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (argparse usage errors exit with 2)."""
+    import logging
+
     args = build_parser().parse_args(argv)
+    logger = logging.getLogger("graphforget")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         code = args.func(args)
     except (ValueError, FileNotFoundError) as exc:

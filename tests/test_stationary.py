@@ -209,3 +209,14 @@ def test_newton_steps_reach_the_new_minimiser_from_a_stationary_model():
     assert float((s3 - sref).norm()) < 1e-2 * float((s0 - sref).norm())
     grads = three.report.step_gradients
     assert three.report.newton_steps == 3 and grads == sorted(grads, reverse=True) and grads[-1] < 1e-3
+
+
+def test_reports_carry_their_cost_in_full_gradient_equivalents():
+    from graphforget.unlearn.base import full_gradient_seconds, objective_for
+
+    g = random_graph(30, 40, 200, seed=10)
+    model = build_model("lightgcn", g.num_users, g.num_items, dim=6, layers=2, seed=0)
+    rep = get_unlearner("ifru", negatives=2).unlearn(model, g, g.train_edges[:, :3]).report
+    fg = full_gradient_seconds(model, g, objective_for(model, g))
+    assert fg > 0 and rep.full_gradient_seconds == fg  # measured once per process, cached
+    assert rep.fge == pytest.approx(rep.seconds_total / fg) and "FGE" in rep.summary()

@@ -10,8 +10,11 @@ trained model (:mod:`graphforget.train.objective`); a model stopped early is not
   and their ratio ``grad_norm_rel`` at the model's own precision (float64 arithmetic).
 * :func:`stationary_finish` minimises :math:`\mathcal{L}` over every ego row — full batch,
   float64, L-BFGS with strong-Wolfe line search, the fixed negatives of the objective — from the
-  early-stopped model until ``grad_norm_rel <= gtol``. NGCF's weight matrices stay fixed, as in
-  the unlearners, which never move them.
+  early-stopped model until ``grad_norm_rel <= gtol``. L-BFGS runs in the row-scaled variables
+  :math:`y_v = e_v \sqrt{c_v + 1}` (:math:`c_v` the node's sample count): the curvature of a
+  row grows with how often it is sampled, and the scaling evens it out (half the iterations on
+  the demo data, measured). NGCF's weight matrices stay fixed, as in the unlearners, which
+  never move them.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import torch
 
 from ..data.graph import InteractionGraph
 from ..models import RecModel
-from .objective import FullObjective, Objective, SampleSet
+from .objective import FullObjective, Objective, SampleSet, node_counts
 
 
 def _work_model(model: RecModel) -> RecModel:
@@ -88,16 +91,19 @@ def stationary_finish(model: RecModel, graph: InteractionGraph, objective: Objec
     device = model.embedding.device
     samples = objective.samples(graph)
     f = FullObjective(_work_model(model), graph, samples, objective.weight_decay, torch.float64, device)
-    x = model.embedding.detach().to(torch.float64).clone().requires_grad_(True)
+    scale = (node_counts(samples, model.num_users, model.num_nodes).to(device, torch.float64) + 1.0
+             ).rsqrt().unsqueeze(1)
+    x = (model.embedding.detach().to(torch.float64) / scale).requires_grad_(True)  # y = e / scale
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=chunk, history_size=history,
                             line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
     state = {"rel": float("nan"), "loss": float("nan")}
 
     def closure():
-        loss, grad = f(x.detach())
-        x.grad = grad
+        ego = x.detach() * scale
+        loss, grad = f(ego)
+        x.grad = grad * scale
         state["loss"] = loss
-        state["rel"] = float(grad.norm()) / max(float(x.detach().norm()), 1e-300)
+        state["rel"] = float(grad.norm()) / max(float(ego.norm()), 1e-300)
         return torch.tensor(loss, dtype=torch.float64)
 
     closure()
@@ -123,7 +129,7 @@ def stationary_finish(model: RecModel, graph: InteractionGraph, objective: Objec
             break
         last_loss = state["loss"]
     with torch.no_grad():
-        model.embedding.copy_(x.detach().to(model.embedding.dtype))
+        model.embedding.copy_((x.detach() * scale).to(model.embedding.dtype))
     final = stationarity(model, graph, objective, samples)["grad_norm_rel"]
     if final > gtol and not note:
         note = (f"gtol met in float64 ({state['rel']:.2e}) but not after rounding to "

@@ -39,6 +39,36 @@ def objective_for(model: RecModel, graph: InteractionGraph, weight_decay: Option
                                negative_seed=pick(negative_seed, "negative_seed"))
 
 
+_FGE_CACHE: dict = {}
+
+
+def full_gradient_seconds(model: RecModel, graph: InteractionGraph, objective: Objective) -> float:
+    """Wall time of one full-graph value-and-gradient of the training objective at ``model``
+    (median of 3 after a warm-up; closed form for linear models, as the unlearners use), the
+    unit of the reports' ``fge``. Cached per model configuration, graph, objective, dtype and
+    device (measured once per process)."""
+    key = (repr(model.config()), graph.fingerprint(), repr(objective), str(model.embedding.dtype),
+           str(model.embedding.device))
+    if key not in _FGE_CACHE:
+        from ..train.objective import FullObjective
+
+        dev = model.embedding.device
+        f = FullObjective(model, graph, objective.samples(graph), objective.weight_decay,
+                          model.embedding.dtype, dev)
+        ego = model.embedding.detach()
+        times = []
+        for _ in range(4):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            f(ego)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        _FGE_CACHE[key] = sorted(times[1:])[1]
+    return _FGE_CACHE[key]
+
+
 def stationarity_note(model: RecModel) -> tuple[float, Optional[str]]:
     """``(grad_norm_rel, note)`` from ``model.recipe``: the note (or ``None``) says in one line
     when the model is not at a stationary point of its objective, which Newton steps assume."""
@@ -120,6 +150,10 @@ class UnlearnReport:
     #: Newton steps taken and the relative gradient norm on the free rows after each
     newton_steps: int = 0
     step_gradients: list = field(default_factory=list)
+    #: cost in full-gradient-equivalents: ``seconds_total`` over the time of one full-graph
+    #: gradient of the training objective in the same process (:func:`full_gradient_seconds`)
+    fge: float = float("nan")
+    full_gradient_seconds: float = float("nan")
     affected_nodes: int = 0
     affected_parameters: int = 0
     peak_memory_mb: float = float("nan")
@@ -131,7 +165,8 @@ class UnlearnReport:
 
     def summary(self) -> str:
         s = self.seconds
-        parts = [f"{self.method}: forgot {self.num_deleted} edges in {self.seconds_total:.3f}s",
+        fge = f" = {self.fge:.1f} FGE" if math.isfinite(self.fge) else ""
+        parts = [f"{self.method}: forgot {self.num_deleted} edges in {self.seconds_total:.3f}s{fge}",
                  f"(graph {s['graph_update']:.3f}s, gradient {s['gradient']:.3f}s, "
                  f"solve {s['solve']:.3f}s, apply {s['apply']:.3f}s)"]
         if self.hvps or self.solver_iterations:
@@ -243,6 +278,11 @@ class Unlearner:
             new_graph = self._unlearn(new_model, graph, edges, report, Timer(report))
         report.seconds_total = time.perf_counter() - t0
         report.peak_memory_mb = peak.mb
+        try:
+            fg = full_gradient_seconds(model, graph, objective_for(model, graph))
+            report.full_gradient_seconds, report.fge = fg, report.seconds_total / fg
+        except (ValueError, RuntimeError, NotImplementedError, AttributeError) as exc:
+            report.notes.append(f"fge not measured: {exc}")  # e.g. a sharded model: no one objective
         for p in new_model.parameters():
             if not bool(torch.isfinite(p).all()):
                 raise FloatingPointError(f"{self.name}: non-finite parameters after unlearning; "
