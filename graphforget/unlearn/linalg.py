@@ -9,7 +9,8 @@ objective with respect to a parameter tensor :math:`\theta` (any shape), without
   :math:`g(\theta) = \nabla_\theta f` built with ``create_graph=True``,
   :math:`\nabla_\theta \langle g(\theta), v\rangle = H v` (:math:`H` symmetric). The operator
   builds :math:`g`'s graph once and reuses it for every product (one backward per HVP).
-* :func:`conjugate_gradient` — CG for symmetric positive-definite systems.
+* :func:`conjugate_gradient` — CG for symmetric positive-definite systems;
+  :func:`preconditioned_cg` with a preconditioner.
 * :func:`lanczos_damped_solve` — CG's iterates for a whole ladder of dampings from one Lanczos
   run (raising the damping costs no restart).
 * :func:`lissa` — the stochastic-free LiSSA / Neumann recursion of Agarwal et al. (2017), as used
@@ -124,6 +125,51 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float
         rs = rs_new
         it += 1
         res = float(rs.sqrt()) / bnorm
+    info.update(iterations=it, residual=res, converged=res <= tol)
+    return x, info
+
+
+def preconditioned_cg(matvec: Callable[[Tensor], Tensor], b: Tensor,
+                      precond: Callable[[Tensor], Tensor], tol: float = 1e-5, max_iter: int = 100,
+                      x0: Optional[Tensor] = None) -> tuple[Tensor, dict]:
+    r"""Preconditioned CG for :math:`A x = b` with a symmetric positive-definite preconditioner
+    given as ``precond`` :math:`= M^{-1}` (e.g. block-Jacobi: the inverses of the per-node
+    :math:`d \times d` diagonal blocks of :math:`A`). Stops like :func:`conjugate_gradient` —
+    relative residual :math:`\lVert b - Ax\rVert / \lVert b\rVert \le` ``tol``, ``max_iter``,
+    or a direction of non-positive curvature (``negative_curvature``; the iterate so far is
+    returned). Same ``(x, info)`` as :func:`conjugate_gradient`."""
+    bnorm = float(b.norm())
+    info = {"iterations": 0, "residual": 0.0, "converged": True, "matvecs": 0,
+            "negative_curvature": False}
+    if bnorm == 0.0:
+        return torch.zeros_like(b), info
+    if x0 is None:
+        x, r = torch.zeros_like(b), b.clone()
+    else:
+        x = x0.clone()
+        r = b - matvec(x)
+        info["matvecs"] += 1
+    z = precond(r)
+    p = z.clone()
+    rz = _dot(r, z)
+    res = float(r.norm()) / bnorm
+    it = 0
+    while res > tol and it < max_iter:
+        ap = matvec(p)
+        info["matvecs"] += 1
+        curv = _dot(p, ap)
+        if float(curv) <= 0.0:
+            info["negative_curvature"] = True
+            break
+        alpha = rz / curv
+        x = x + alpha * p
+        r = r - alpha * ap
+        z = precond(r)
+        rz_new = _dot(r, z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+        it += 1
+        res = float(r.norm()) / bnorm
     info.update(iterations=it, residual=res, converged=res <= tol)
     return x, info
 
@@ -311,5 +357,6 @@ def batched_block_solve(blocks: Tensor, g: Tensor, damping: float = 0.0) -> Tens
     return x.squeeze(-1)
 
 
-__all__ = ["HessianOperator", "hvp", "dense_hessian", "conjugate_gradient", "lanczos_damped_solve", "lissa",
+__all__ = ["HessianOperator", "hvp", "dense_hessian", "conjugate_gradient", "preconditioned_cg",
+           "lanczos_damped_solve", "lissa",
            "power_iteration", "batched_block_solve"]
