@@ -39,7 +39,7 @@ import torch
 from graphforget.audit import UMIA, AuditReference, parameter_distance
 from graphforget.audit.umia import retrain_seeds
 from graphforget.models import build_model
-from graphforget.reproduce.runner import deletion_edges, parse_method
+from graphforget.unlearn import deletion_edges, parse_method
 from graphforget.reproduce.tables import load_table_dataset
 from graphforget.train import TrainConfig, stationary_finish, train
 from graphforget.train.objective import split_samples

@@ -34,7 +34,7 @@ import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.models import build_model
-from graphforget.reproduce.runner import parse_method
+from graphforget.unlearn import parse_method
 from graphforget.train import TrainConfig, evaluate, load_checkpoint, train
 from graphforget.unlearn import get_unlearner, load_methods
 

@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
-from graphforget.reproduce.runner import deletion_edges
+from graphforget.unlearn import deletion_edges
 from graphforget.train import load_checkpoint
 from graphforget.unlearn import get_unlearner
 

@@ -23,15 +23,21 @@ from torch import Tensor
 from .data.sparse import ragged_arange
 
 
-def _order_key(scores: Tensor) -> Tensor:
-    """int64 key whose descending order is (score desc, item id asc), exactly."""
-    bits = scores.to(torch.float32).contiguous().view(torch.int32)
+def order_key(scores: Tensor) -> Tensor:
+    """int64 key whose descending order is (score desc, item id asc), exactly.
+
+    The float32 bit pattern ``b`` of a score is made monotone (``b`` for ``b >= 0``, ``b ^ 0x7FFFFFFF``
+    otherwise), shifted left by 31 bits and completed by ``2^31 - 1 - item``. Adding ``+0.0``
+    first maps ``-0.0`` to ``+0.0`` (IEEE 754), so exactly-zero scores tie and are ordered by
+    item id whatever their sign bit.
+    """
+    bits = (scores.to(torch.float32) + 0.0).contiguous().view(torch.int32)
     key = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(torch.int64)
     idx = torch.arange(scores.shape[-1], device=scores.device, dtype=torch.int64)
     return key.bitwise_left_shift_(31).add_((1 << 31) - 1 - idx)  # in place: one [b, I] int64
 
 
-def _csr_of(edges: Tensor, num_users: int) -> tuple[Tensor, Tensor]:
+def csr_of(edges: Tensor, num_users: int) -> tuple[Tensor, Tensor]:
     order = torch.argsort(edges[0], stable=True)
     ptr = torch.zeros(num_users + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(torch.bincount(edges[0], minlength=num_users), 0)
@@ -42,7 +48,7 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, k: int,
                exclude: Tensor | None = None, batch_size: int = 1024) -> Tensor:
     """Top-``k`` item ids ``[len(users), k]`` per user, excluding ``exclude`` edges ``[2, m]``."""
     num_users = user_emb.shape[0]
-    ex_ptr, ex_items = _csr_of(exclude, num_users) if exclude is not None else (None, None)
+    ex_ptr, ex_items = csr_of(exclude, num_users) if exclude is not None else (None, None)
     out = []
     for start in range(0, users.numel(), batch_size):
         ub = users[start:start + batch_size]
@@ -52,7 +58,7 @@ def topk_items(user_emb: Tensor, item_emb: Tensor, users: Tensor, k: int,
             rows = torch.repeat_interleave(torch.arange(ub.numel()), cnt)
             cols = ex_items[torch.repeat_interleave(ex_ptr[ub], cnt) + ragged_arange(cnt)]
             scores[rows.to(scores.device), cols.to(scores.device)] = float("-inf")
-        out.append(torch.topk(_order_key(scores), k, dim=1).indices.cpu())
+        out.append(torch.topk(order_key(scores), k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
 
 

@@ -139,3 +139,21 @@ def test_auc_edge_cases():
 def test_format_metrics():
     s = format_metrics({"recall@20": 0.123456, "users": 5, "ndcg@20": 0.5})
     assert s == "recall@20=0.1235  ndcg@20=0.5000"
+
+
+def test_signed_zero_scores_tie_by_item_id_for_every_batch_size():
+    """-0.0 and +0.0 are the same score: ties go to the lower item id, whatever the batch size.
+
+    Dimension-1 embeddings with a zero user row give exact zeros whose sign is that of the item
+    value; the old key put every -0.0 below every +0.0.
+    """
+    from graphforget.metrics import topk_items
+    user = torch.tensor([[0.0], [-0.0], [1.0], [0.0]])
+    item = torch.tensor([[-1.0], [2.0], [-3.0], [0.5], [-0.25], [4.0]])
+    users = torch.arange(4)
+    small = topk_items(user, item, users, k=6, batch_size=1)
+    large = topk_items(user, item, users, k=6, batch_size=1024)
+    assert torch.equal(small, large)
+    assert small[0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert small[1].tolist() == [0, 1, 2, 3, 4, 5]
+    assert small[2].tolist() == [5, 1, 3, 4, 0, 2]

@@ -8,7 +8,8 @@ import pytest
 from conftest import shared
 
 from graphforget.cli import main
-from graphforget.reproduce import parse_method, reproduce
+from graphforget.reproduce import reproduce
+from graphforget.unlearn import parse_method
 from graphforget.reproduce.report import read_results
 
 

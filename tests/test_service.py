@@ -14,7 +14,8 @@ from graphforget.data import Interactions
 from graphforget.data.graph import edge_keys
 from graphforget.models import build_model
 from graphforget.service import (Forgetter, InteractionStore, UnlearningFailed, audit_figures,
-                                 read_edges_file)
+                                 )
+from graphforget.data import read_pairs
 from graphforget.train import evaluate, file_sha256, load_checkpoint, save_checkpoint
 from graphforget.unlearn import UnlearnResult, Unlearner
 from graphforget.train.objective import total_loss
@@ -281,15 +282,15 @@ def test_already_forgotten_is_an_error_naming_the_request(tmp_path):
 def test_malformed_edges_file(tmp_path):
     good = tmp_path / "good.txt"
     good.write_text("# pairs\n1 2\n3,4\n\n5\t6  # trailing comment\n")
-    assert read_edges_file(good) == [("1", "2"), ("3", "4"), ("5", "6")]
+    assert read_pairs(good) == [("1", "2"), ("3", "4"), ("5", "6")]
     bad = tmp_path / "bad.txt"
     bad.write_text("1 2\n3\n4 5 6\n")
     with pytest.raises(ValueError, match=r"bad.txt:2.*bad.txt:3"):
-        read_edges_file(bad)
+        read_pairs(bad)
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
     with pytest.raises(ValueError, match="no .user, item. pairs"):
-        read_edges_file(empty)
+        read_pairs(empty)
 
 
 # ---------------------------------------------------------------------- numerical failures
@@ -468,7 +469,7 @@ def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
     import graphforget.cli as cli
     import graphforget.unlearn as ul
 
-    assert "graphforget.service.commands" in cli.COMMAND_MODULES
+    assert "graphforget.cli.service" in cli.COMMAND_MODULES
     monkeypatch.setitem(ul.METHODS, "test-gd", f"{__name__}:GradientSteps")
     g = random_graph(20, 25, 90, seed=1)
     data = tmp_path / "data"

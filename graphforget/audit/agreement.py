@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph
 from ..data.sparse import ragged_arange
-from ..metrics import _csr_of, _order_key
+from ..metrics import csr_of, order_key
 from ..models import RecModel
 from .utility import check_ids, representations
 
@@ -63,7 +63,7 @@ def agreement(model_a: RecModel, model_b: RecModel, graph: InteractionGraph, use
         raise ValueError(f"models on different devices: {ia.device} and {ib.device}")
     dev = ia.device
     num_items = graph.num_items
-    ptr, ex = _csr_of(graph.train_edges, graph.num_users)
+    ptr, ex = csr_of(graph.train_edges, graph.num_users)
     lowest = torch.iinfo(torch.int64).min
     overlap_sum, overlap_n, rho_sum, rho_n = 0.0, 0, 0.0, 0
     for s in range(0, users.numel(), batch_size):
@@ -74,8 +74,8 @@ def agreement(model_a: RecModel, model_b: RecModel, graph: InteractionGraph, use
         c = ex[torch.repeat_interleave(ptr[u], cnt) + ragged_arange(cnt)].to(dev)
         masked = torch.zeros(b, num_items, dtype=torch.bool, device=dev)
         masked[r, c] = True
-        ka = _order_key(ua[u.to(dev)] @ ia.t()).masked_fill(masked, lowest)
-        kb = _order_key(ub[u.to(dev)] @ ib.t()).masked_fill(masked, lowest)
+        ka = order_key(ua[u.to(dev)] @ ia.t()).masked_fill(masked, lowest)
+        kb = order_key(ub[u.to(dev)] @ ib.t()).masked_fill(masked, lowest)
         ra, rb = _ranks(ka), _ranks(kb)  # candidates occupy 0..n_u-1 in both
         n = (num_items - cnt).to(dev)
         kk = n.clamp(max=k)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph
 from ..data.sparse import ragged_arange
-from ..metrics import _csr_of, _order_key
+from ..metrics import csr_of, order_key
 from ..models import RecModel
 from .utility import check_edges, representations
 
@@ -51,14 +51,14 @@ def item_ranks(user_emb: Tensor, item_emb: Tensor, edges: Tensor, exclude: Optio
     dev = user_emb.device
     ranks = torch.empty(m, dtype=torch.long)
     cands = torch.empty(m, dtype=torch.long)
-    ptr, ex_items = _csr_of(exclude, num_users) if exclude is not None else (None, None)
+    ptr, ex_items = csr_of(exclude, num_users) if exclude is not None else (None, None)
     order = torch.argsort(edges[0], stable=True)
     for s in range(0, m, batch_size):
         idx = order[s:s + batch_size]
         u, i = edges[0, idx], edges[1, idx]
         b = u.numel()
         users, inv = torch.unique(u, return_inverse=True)
-        key = _order_key(user_emb[users.to(dev)] @ item_emb.t())[inv.to(dev)]  # [b, I]
+        key = order_key(user_emb[users.to(dev)] @ item_emb.t())[inv.to(dev)]  # [b, I]
         rows = torch.arange(b, device=dev)
         target = key[rows, i.to(dev)]
         above = torch.count_nonzero(key > target[:, None], dim=1).cpu()  # every item

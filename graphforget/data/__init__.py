@@ -1,5 +1,6 @@
 """Interaction data: tables, graphs, normalised adjacency, loaders, filters, splits."""
 from .download import download
+from .edgefile import read_edges, read_pairs
 from .filters import binarize, compact, dedupe, implicit, k_core
 from .graph import InteractionGraph, as_edge_tensor, edge_keys
 from .interactions import Interactions
@@ -14,4 +15,4 @@ __all__ = ["InteractionGraph", "Interactions", "NormalizedAdjacency", "sym_spmm"
            "random_split", "per_user_split", "leave_one_out", "temporal_split", "to_graph",
            "ifru_protocol", "implicit_protocol",
            "DATASETS", "DatasetSpec", "data_root", "list_datasets", "download", "load_dataset",
-           "dataset_stats"]
+           "dataset_stats", "read_pairs", "read_edges"]

@@ -21,23 +21,7 @@ from ..metrics import auc
 from ..models import build_model
 from ..train import TrainConfig, evaluate, train
 from ..unlearn import get_unlearner
-
-
-def parse_method(spec: str) -> tuple[str, dict]:
-    """``"ifru:k=1,damping=0.01"`` → ``("ifru", {"k": 1, "damping": 0.01})``."""
-    name, _, rest = spec.partition(":")
-    opts: dict = {}
-    for part in filter(None, rest.split(",")):
-        key, _, val = part.partition("=")
-        for cast in (int, float):
-            try:
-                opts[key] = cast(val)
-                break
-            except ValueError:
-                continue
-        else:
-            opts[key] = {"true": True, "false": False}.get(val.lower(), val)
-    return name.lower(), opts
+from ..unlearn.requests import deletion_edges, parse_method
 
 
 def method_label(spec: str) -> str:
@@ -46,21 +30,6 @@ def method_label(spec: str) -> str:
               "finetune": "Fine-tune", "retrain": "Retrain", "sisa": "SISA",
               "receraser": "RecEraser", "original": "Original"}.get(name, name)
     return pretty + (f" ({', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else "")
-
-
-def deletion_edges(graph: InteractionGraph, kind: str, amount: float, seed: int) -> torch.Tensor:
-    """Training edges to forget: ``random`` (a fraction of edges), ``users`` (all edges of
-    ``amount`` random users, or of a fraction of users when ``amount < 1``)."""
-    gen = torch.Generator().manual_seed(seed)
-    if kind in ("random", "flip"):
-        m = max(1, int(round(amount * graph.num_train)))
-        return graph.train_edges[:, torch.randperm(graph.num_train, generator=gen)[:m]]
-    if kind == "users":
-        active = torch.unique(graph.train_edges[0])
-        n = int(amount) if amount >= 1 else max(1, int(round(amount * active.numel())))
-        users = active[torch.randperm(active.numel(), generator=gen)[:n]]
-        return graph.user_edges(users)
-    raise ValueError(f"unknown deletion kind {kind!r} (random, flip, users)")
 
 
 def flip_labels(graph: InteractionGraph, edges: torch.Tensor) -> InteractionGraph:

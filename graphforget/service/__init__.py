@@ -7,10 +7,10 @@
 >>> f.forget([("196", "242")], request_id="ticket-17"); f.forget_user("186")
 """
 from .forgetter import (ForgetResult, Forgetter, UnlearningFailed, audit_figures, new_request_id,
-                        normalise_pairs, read_edges_file)
+                        normalise_pairs)
 from .ledger import Ledger, LedgerEntry
 from .store import InteractionStore
 
 __all__ = ["InteractionStore", "Ledger", "LedgerEntry", "Forgetter", "ForgetResult",
-           "UnlearningFailed", "audit_figures", "read_edges_file", "normalise_pairs",
+           "UnlearningFailed", "audit_figures", "normalise_pairs",
            "new_request_id"]

@@ -164,30 +164,6 @@ def normalise_pairs(edges_raw: Iterable) -> list[tuple[str, str]]:
     return out
 
 
-def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Raw ``(user, item)`` pairs from a text file: one pair per line separated by whitespace,
-    a comma or a tab; blank lines and ``#`` comments skipped. Raises ``ValueError`` naming every
-    malformed line (first 10) and on a file with no pairs."""
-    path = Path(path)
-    pairs, bad = [], []
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            parts = [p for p in re.split(r"[,\s]+", text) if p]
-            if len(parts) != 2:
-                bad.append(f"{path}:{lineno}: {line.strip()[:80]!r}")
-                continue
-            pairs.append((parts[0], parts[1]))
-    if bad:
-        raise ValueError(f"malformed edges file, expected 'user item' per line ({len(bad)} bad "
-                         f"lines): {bad[:10]}")
-    if not pairs:
-        raise ValueError(f"{path}: no (user, item) pairs")
-    return pairs
-
-
 def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 

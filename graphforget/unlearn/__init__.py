@@ -14,6 +14,7 @@ import sys
 import types
 
 from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest
+from .requests import deletion_edges, parse_method
 
 # method name -> "module:Class"; modules import lazily so a missing optional piece never
 # breaks `import graphforget`.
@@ -26,6 +27,18 @@ METHODS = {
     "alteraser": "graphforget.unlearn.alteraser:AltEraser",
     "sisa": "graphforget.unlearn.sisa:SISA",
     "receraser": "graphforget.unlearn.receraser:RecEraser",
+}
+
+#: One line per method, for ``graphforget unlearn --help`` and the README's table.
+SUMMARIES = {
+    "retrain": "train from scratch on the remaining data with the original's recipe and a new seed (the reference)",
+    "finetune": "a few epochs of the original's optimiser on the remaining data (cheap, forgets little)",
+    "if": "influence-function Newton step over the deleted edges' endpoint rows (options: steps, damping, solver)",
+    "ifru": "IF plus the spillover gradient of the k-hop subgraph, with importance pruning (options: k, steps, coupling)",
+    "scif": "label-replacement influence on the endpoints (BCE / labelled data only)",
+    "alteraser": "alternating closed-form block-Newton over the affected rows (options: rounds, tol)",
+    "sisa": "sharded models; retrain only the shards that held the deleted edges (needs a sharded checkpoint)",
+    "receraser": "SISA with balanced user/item partitions and a learned shard aggregator",
 }
 
 
@@ -76,5 +89,6 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "METHODS", "method_key", "get_unlearner", "load_methods", "unlearn",
+__all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "METHODS", "SUMMARIES",
+           "deletion_edges", "parse_method", "method_key", "get_unlearner", "load_methods", "unlearn",
            *CLASSES]

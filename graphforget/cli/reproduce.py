@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from .tables import reproduce
+    from ..reproduce import reproduce
 
     if not args.data_root:
         raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import _positive
+    from . import _positive
 
     p = subparsers.add_parser("audit", help="audit that an unlearned checkpoint forgot",
                               description="Compares the unlearned model with the original (do "
@@ -85,10 +85,10 @@ def _strict(value):
 
 def _run(args) -> int:
     from ..data.registry import load_dataset
-    from ..unlearn.commands import _read_edges
-    from .report import audit
+    from ..audit import audit
+    from ..data import read_edges
 
-    edges = _read_edges(args.edges)
+    edges = read_edges(args.edges)
     graph_before = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
     try:
         graph_after = graph_before.remove_edges(edges)

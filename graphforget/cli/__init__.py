@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 #: Modules adding subcommands: each has ``register(subparsers)`` setting ``func`` defaults.
-COMMAND_MODULES: list[str] = ["graphforget.unlearn.commands", "graphforget.audit.commands",
-                              "graphforget.service.commands", "graphforget.reproduce.commands"]
+COMMAND_MODULES: list[str] = ["graphforget.cli.unlearn", "graphforget.cli.audit",
+                              "graphforget.cli.service", "graphforget.cli.reproduce"]
 
 
 # ---------------------------------------------------------------------------- helpers
 def _registry():
-    from .data import registry
+    from ..data import registry
 
     return registry
 
@@ -56,7 +56,7 @@ def _load_graph(args):
 
 
 def _print_metrics(label: str, metrics: dict) -> None:
-    from .metrics import format_metrics
+    from ..metrics import format_metrics
 
     users = f"  (users={metrics['users']})" if "users" in metrics else ""
     print(f"{label}: {format_metrics(metrics) or 'no held-out edges'}{users}")
@@ -102,8 +102,8 @@ def _print_stationarity(recipe: dict) -> None:
 
 
 def cmd_train(args) -> int:
-    from .models import build_model
-    from .train import TrainConfig, evaluate, file_sha256, save_checkpoint, search_l2, train
+    from ..models import build_model
+    from ..train import TrainConfig, evaluate, file_sha256, save_checkpoint, search_l2, train
 
     device = _device(args.device)
     if args.layers < 0:
@@ -161,7 +161,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .train import evaluate, load_checkpoint
+    from ..train import evaluate, load_checkpoint
 
     device = _device(args.device)
     if not Path(args.checkpoint).is_file():
@@ -211,7 +211,7 @@ def cmd_datasets(args) -> int:
         for key, value in registry.dataset_stats(args.name, root=args.root).items():
             print(f"{key}: {value}")
     else:
-        from .data.download import download
+        from ..data.download import download
 
         path = download(args.name, root=args.root, url=args.url, force=args.force,
                                  progress=not args.quiet)
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphforget",
         description="Train graph recommenders and make them forget interactions.")
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

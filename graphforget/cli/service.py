@@ -46,8 +46,7 @@ def _existing_db(path: str) -> str:
 # ---------------------------------------------------------------------------- handlers
 def cmd_store_import(args) -> int:
     from ..data.registry import load_dataset
-    from .forgetter import Forgetter
-    from .store import InteractionStore
+    from ..service import Forgetter, InteractionStore
 
     if args.model and not args.checkpoint:
         raise ValueError("--model trains a model: give --checkpoint PATH to write it to")
@@ -93,10 +92,11 @@ def cmd_store_import(args) -> int:
 
 
 def cmd_forget(args) -> int:
-    from .forgetter import Forgetter, audit_figures, read_edges_file
+    from ..data import read_pairs
+    from ..service import Forgetter, audit_figures
 
     _existing_db(args.db)
-    edges = read_edges_file(args.edges) if args.edges else None  # malformed file: nothing opened
+    edges = read_pairs(args.edges) if args.edges else None  # malformed file: nothing opened
     phases = ["validate", "audit", "unlearn", "audit", "checkpoint", "commit"]
     bar = _progress_bar(len(phases), "forget", args.quiet)
 
@@ -131,8 +131,7 @@ def cmd_forget(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from .ledger import Ledger
-    from .store import InteractionStore
+    from ..service import InteractionStore, Ledger
 
     _existing_db(args.db)
     with InteractionStore(args.db) as store:
