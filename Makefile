@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/graphforget train --data demo --model lightgcn --layers 3 --dim 64 --epochs 30 --seed 0 --out runs/demo.pt
-	$(BIN)/graphforget unlearn runs/demo.pt --data demo --random-fraction 0.01 --method ifru --seed 0 --out runs/demo-forgot.pt
+	# train MF on the shipped demo data (early stopping), forget two users with IFRU, audit against
+	# independent retrains: "do nothing" must fail the audit, a control retrain must pass it
+	$(BIN)/graphforget train --data demo --model mf --dim 32 --lr 0.01 --l2 0.01 --eval-every 5 --patience 3 --seed 0 --quiet --out runs/demo.pt
+	$(BIN)/graphforget unlearn runs/demo.pt --data demo --user 7 42 --method ifru --out runs/demo-forgot.pt
+	$(BIN)/graphforget audit runs/demo.pt runs/demo-forgot.pt --data demo --edges runs/demo-forgot.edges.txt --shadows 2
 
 test: install
 	$(BIN)/python -m pytest -q tests

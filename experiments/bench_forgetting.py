@@ -20,7 +20,7 @@ For each data set, model, recipe (``early_stop``: early stopping on validation R
 
     python experiments/bench_forgetting.py --datasets ml100k --models mf lightgcn-2 \\
         --seeds 0 1 2 --shadows 16 --out experiments/results/forgetting.jsonl
-    python experiments/bench_forgetting.py --summary experiments/results/forgetting.jsonl
+    python experiments/bench_forgetting.py --summary experiments/results/forgetting-*.jsonl
 
 Rows are appended as each setting finishes; ``--resume`` skips settings already in ``--out``.
 """
@@ -160,9 +160,10 @@ def run(args) -> None:
                                                     "setting_seconds": time.perf_counter() - t}) + "\n")
 
 
-def summary(path: str) -> str:
-    """Markdown: per (dataset, model, recipe, deletion) and method, means over seeds."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+def summary(*paths: str) -> str:
+    """Markdown: per (dataset, model, recipe, deletion) and method, means over seeds, from the
+    rows of every file in ``paths``."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines()]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"], r["recipe"], r["deletion"]), {}).setdefault(r["method"], []).append(r)
@@ -207,11 +208,11 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(SHARED))
     ap.add_argument("--out", default="experiments/results/forgetting.jsonl")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--summary", default=None, metavar="JSONL")
+    ap.add_argument("--summary", nargs="+", default=None, metavar="JSONL")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.summary:
-        print(summary(args.summary))
+        print(summary(*args.summary))
     else:
         run(args)
 

@@ -24,7 +24,7 @@ DOC = HERE.parent / "docs" / "results.md"
 RESULTS = HERE / "results"
 BLOCKS = {
     "recipes": lambda: bench_recipes.summary(str(RESULTS / "recipes.jsonl")),
-    "forgetting": lambda: bench_forgetting.summary(str(RESULTS / "forgetting.jsonl")),
+    "forgetting": lambda: bench_forgetting.summary(*map(str, sorted(RESULTS.glob("forgetting-*.jsonl")))),
 }
 
 

@@ -170,9 +170,9 @@ def test_fingerprint_order_independent_and_sensitive():
     assert bigger.fingerprint() != graph.fingerprint()
 
 
-def test_hetero_data():
+def test_to_pyg_hetero_data():
     graph = random_graph(12, 15, 40, seed=9, labels=True)
-    data = graph.hetero()
+    data = graph.to_pyg()
     assert data["user"].num_nodes == 12 and data["item"].num_nodes == 15
     fwd = data["user", "rates", "item"].edge_index
     rev = data["item", "rated_by", "user"].edge_index

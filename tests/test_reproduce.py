@@ -52,8 +52,10 @@ def test_reproduce_alteraser_smoke_cli(tmp_path, capsys):
         assert name in md
     with open(tmp_path / "alteraser.csv") as f:
         rows = list(csv.DictReader(f))
-    assert all(r["floor_overlap@20"] for r in rows)
     assert all(0.0 <= float(r["mia_auc"]) <= 1.0 for r in rows)
+    assert all(0.0 <= float(r["umia_auc"]) <= 1.0 for r in rows)
+    # the held-out retrain is the U-MIA's reference: exactly 0.5 against itself
+    assert all(float(r["umia_auc"]) == 0.5 for r in rows if r["method"] == "Retrain")
     # the flags reach reproduce(): one deletion request, every setting reused from the rows log
     rc = main(["reproduce", "alteraser", "--preset", "smoke", "--data-root", str(root), "--out",
                str(tmp_path), "--no-progress", "--deletions", "users:2", "--resume", "--methods",
@@ -144,8 +146,9 @@ def test_tradeoff_plot_draws_methods_and_reference_lines(tmp_path, monkeypatch):
 
     from graphforget.reproduce.report import plot_tradeoff
 
-    base = {"dataset": "d", "model": "mf", "deletion": "random:0.01", "floor_overlap@20": 0.6}
+    base = {"dataset": "d", "model": "mf", "deletion": "random:0.01"}
     agg = [dict(base, method="Original", seconds=0.0, **{"overlap@20": 0.8}),
+           dict(base, method="Retrain", seconds=5.0, **{"overlap@20": 0.6}),
            dict(base, method="AltEraser (rounds=1)", seconds=0.1, **{"overlap@20": 0.7}),
            dict(base, method="AltEraser (rounds=3)", seconds=0.3, **{"overlap@20": 0.65}),
            dict(base, method="Fine-tune (max_epochs=1)", seconds=0.2, **{"overlap@20": 0.75}),
@@ -158,6 +161,6 @@ def test_tradeoff_plot_draws_methods_and_reference_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, *a, **k: curves.extend(plot(self, *a, **k)))
     out = plot_tradeoff(agg, tmp_path / "p.png", "overlap@20", "t", methods=["AltEraser", "Fine-tune"])
     assert out.exists() and out.stat().st_size > 0
-    assert lines == [("Original (do nothing)", 0.8), ("retrain vs retrain (noise floor)", 0.6)]
+    assert lines == [("Original (do nothing)", 0.8), ("held-out retrain", 0.6)]
     assert [(c.get_label(), list(c.get_ydata())) for c in curves] == [
         ("AltEraser", [0.7, 0.65]), ("Fine-tune", [0.75]), ("AltEraser (ridge=fitted)", [0.72])]

@@ -207,7 +207,8 @@ def test_forget_applies_to_store_model_and_ledger(tmp_path):
     assert res.num_edges == 3 and res.status == "applied" and not res.replayed
     # the checkpoint on disk is the in-memory model, recorded in ledger and pointer
     path = tmp_path / res.checkpoint
-    assert res.checkpoint == "model.r-ticket-1.pt" and file_sha256(path) == res.checkpoint_sha256
+    assert res.checkpoint == f"model.r-ticket-1.{f.store.store_id}.pt" == f.version_name("ticket-1")
+    assert file_sha256(path) == res.checkpoint_sha256 and f.store.owned_files() == [res.checkpoint]
     model, _ = load_checkpoint(path, expected)
     for k, v in model.state_dict().items():
         assert torch.equal(v, f.model.state_dict()[k])
@@ -385,15 +386,19 @@ def test_forgotten_user_and_item_become_isolated_and_inert(tmp_path):
 def test_reconcile_removes_orphans_and_refuses_bad_checkpoints(tmp_path):
     f, g = make_service(tmp_path)
     res = f.forget(raw_pairs(g, g.train_edges[:, :1]), request_id="a")
+    orphan = tmp_path / f.version_name("never-committed")
+    with f.store.transaction() as c:  # recorded, then written, then the process died
+        f.store.own_file(c, orphan.name)
     f.close()
-    orphan = tmp_path / "model.r-never-committed.pt"
     orphan.write_bytes(b"partial")
-    tmp = tmp_path / "model.r-x.pt.abc123.tmp"
+    tmp = tmp_path / f"{orphan.name}.abc123.tmp"
     tmp.write_bytes(b"partial")
-    unrelated = tmp_path / "other.pt"
-    unrelated.write_bytes(b"keep me")
+    unrelated = [tmp_path / n for n in ("other.pt", "model.r-never-recorded.pt", "model.r-x.pt.abc.tmp")]
+    for p in unrelated:
+        p.write_bytes(b"keep me")
     f = Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", unlearner=GradientSteps(), fallback=None)
-    assert not orphan.exists() and not tmp.exists() and unrelated.exists()
+    assert not orphan.exists() and not tmp.exists() and all(p.exists() for p in unrelated)
+    assert f.store.owned_files() == [res.checkpoint]
     assert f.current["name"] == res.checkpoint
     f.close()
     # a modified current checkpoint is refused
@@ -471,6 +476,7 @@ def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
 
     assert "graphforget.cli.service" in cli.COMMAND_MODULES
     monkeypatch.setitem(ul.METHODS, "test-gd", f"{__name__}:GradientSteps")
+    monkeypatch.setitem(ul.SUMMARIES, "test-gd", "test-only gradient steps")
     g = random_graph(20, 25, 90, seed=1)
     data = tmp_path / "data"
     data.mkdir()

@@ -220,6 +220,17 @@ class AuditReport:
     def forgotten(self) -> bool:
         return bool(self.verdicts.get("unlearned", {}).get("forgotten", False))
 
+    def verdict_lines(self, names: Sequence[str] = ("unlearned", "original", "control")) -> list[str]:
+        """Per model: ``"unlearned: FORGOTTEN"`` then one indented line per measure, e.g.
+        ``"  MIA 0.56 vs retrain 0.55 ± 0.03: within"``."""
+        lines = []
+        for name in names:
+            v = self.verdicts.get(name)
+            if v:
+                lines.append(f"{name}: {'FORGOTTEN' if v['forgotten'] else 'NOT forgotten'}")
+                lines += [f"  {v[k]['line']}" for k in ("umia", "mia", "rank", "utility") if k in v]
+        return lines
+
     def summary(self) -> str:
         """A readable table of every section, then the verdict lines."""
         k0 = self.ks[0]
@@ -264,13 +275,7 @@ class AuditReport:
             for key, p in self.parameters.items():
                 lines.append(f"  {key + ' rows (' + str(p['rows']) + ')':<34} unlearned {p['distance']:.4f}"
                              f"  original {p['original_distance']:.4f}  relative {p['relative']:.4f}")
-        lines += ["", "Verdicts"]
-        for name in ("unlearned", "original", "control"):
-            v = self.verdicts.get(name)
-            if not v:
-                continue
-            lines.append(f"  {name}: {'FORGOTTEN' if v['forgotten'] else 'NOT forgotten'}")
-            lines += [f"    {v[k]['line']}" for k in ("umia", "mia", "rank", "utility") if k in v]
+        lines += ["", "Verdicts", *("  " + line for line in self.verdict_lines())]
         if self.notes:
             lines += ["", *("note: " + n for n in self.notes)]
         return "\n".join(lines)

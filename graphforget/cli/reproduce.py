@@ -15,7 +15,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="experiments/results", help="output folder")
     p.add_argument("--preset", default="full", choices=["full", "smoke"])
     p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="most epochs of early stopping (default: the preset's)")
+    p.add_argument("--until", default="early_stop", choices=["early_stop", "stationary"],
+                   help="training recipe of the original and of every retrain (default early_stop)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="λ of the L2 term (default: the preset's; the stationary recipe needs λ > 0)")
+    p.add_argument("--shadows", type=int, default=None,
+                   help="U-MIA shadow retrains per setting (default: 16, smoke preset 2)")
     p.add_argument("--methods", nargs="+", help="method specs, e.g. ifru:k=1 alteraser:rounds=3")
     p.add_argument("--datasets", nargs="+")
     p.add_argument("--models", nargs="+", help="subset of the preset's models: mf, lightgcn, lightgcn-<layers>")
@@ -36,6 +42,7 @@ def _run(args) -> int:
         raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")
     reproduce(args.table, Path(args.data_root), Path(args.out), preset=args.preset, seeds=args.seeds,
               epochs=args.epochs, methods=args.methods, datasets=args.datasets, models=args.models,
-              deletions=args.deletions, resume=args.resume,
+              deletions=args.deletions, resume=args.resume, until=args.until, l2=args.l2,
+              shadows=args.shadows,
               device=args.device, progress=not args.no_progress)
     return 0

@@ -2,7 +2,10 @@
 
 Plugged into :mod:`graphforget.cli` through ``COMMAND_MODULES`` (``register(subparsers)``;
 handlers return an exit code, ``ValueError`` / ``FileNotFoundError`` become
-``graphforget: error: ...`` with exit status 2).
+``graphforget: error: ...`` with exit status 2). ``history`` opens the store read-only; a
+``--db`` that is not a graphforget store (another program's SQLite file, a directory, a damaged
+file) is refused in one line without being written, and SQLite errors of a store damaged past
+its header become one line naming the file too.
 
 Examples::
 
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -38,9 +43,18 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def _existing_db(path: str) -> str:
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such store (create it with `graphforget store import`)")
     return path
+
+
+@contextmanager
+def _store_errors(path: str):
+    """SQLite errors of a damaged store as a one-line ``ValueError`` naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: damaged or unreadable store ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -55,7 +69,7 @@ def cmd_store_import(args) -> int:
     graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
     bar.update()
     bar.set_postfix_str("import")
-    with InteractionStore(args.db) as store:
+    with _store_errors(args.db), InteractionStore(args.db) as store:
         stats = store.import_graph(graph, source=str(args.data))
         current = store.to_graph()
         counts = store.counts()
@@ -105,9 +119,10 @@ def cmd_forget(args) -> int:
         bar.update()
 
     fallback = None if args.fallback.lower() == "none" else args.fallback
-    with Forgetter(args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
-                   fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
-                   device=args.device, progress=step) as f:
+    with _store_errors(args.db), Forgetter(
+            args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
+            fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
+            device=args.device, progress=step) as f:
         if args.user is not None:
             res = f.forget_user(args.user, request_id=args.request_id)
         elif args.item is not None:
@@ -134,7 +149,7 @@ def cmd_history(args) -> int:
     from ..service import InteractionStore, Ledger
 
     _existing_db(args.db)
-    with InteractionStore(args.db) as store:
+    with _store_errors(args.db), InteractionStore(args.db, readonly=True) as store:
         ledger = Ledger(store.conn)
         entries = ledger.history(args.request_id)
         if args.json:

@@ -96,6 +96,71 @@ class InteractionGraph:
                    train_timestamps=train.timestamps,
                    user_ids=train.user_ids or None, item_ids=train.item_ids or None, name=name)
 
+    @classmethod
+    def from_pyg(cls, data, num_users: Optional[int] = None, name: str = "") -> "InteractionGraph":
+        r"""Creates a graph from a PyG :class:`~torch_geometric.data.HeteroData` or
+        homogeneous :class:`~torch_geometric.data.Data` object.
+
+        **Heterogeneous input** needs exactly one edge type whose source node type
+        is :obj:`'user'` and destination :obj:`'item'` (any relation name; other
+        edge types, *e.g.* the reverse :obj:`('item', 'rated_by', 'user')`, are
+        ignored). Read from that edge type: :obj:`edge_index` (training edges,
+        :obj:`[2, E]`, row 0 users, row 1 items), and if present
+        :obj:`edge_label` and :obj:`time` (one value per training edge),
+        :obj:`valid_edge_index` / :obj:`test_edge_index` and
+        :obj:`valid_edge_label` / :obj:`test_edge_label`, i.e. the layout written
+        by :meth:`to_pyg`. Node counts come from :obj:`data['user'].num_nodes`
+        and :obj:`data['item'].num_nodes` (or :obj:`num_users`), else from the
+        largest id + 1; raw ids from :obj:`data['user'].raw_id` /
+        :obj:`data['item'].raw_id`. Training edges must be distinct.
+
+        **Homogeneous input** follows the :attr:`edge_index` convention: nodes
+        :obj:`0..U-1` are users and :obj:`U..U+I-1` items, with :obj:`U` given as
+        :obj:`num_users` or :obj:`data.num_users` and :obj:`U + I` as
+        :obj:`data.num_nodes` (set it explicitly; PyG otherwise infers it as the
+        largest id + 1, dropping trailing isolated items). Each edge must join a
+        user and an item, in either direction; each undirected user-item pair is
+        kept once, in order of first occurrence (so both directions, as in
+        :attr:`edge_index`, give one edge each). Optional :obj:`valid_edge_index` /
+        :obj:`test_edge_index` use the same numbering and rules; optional
+        :obj:`edge_label` / :obj:`time` (and :obj:`valid_edge_label` /
+        :obj:`test_edge_label`) have one value per column and must agree across
+        the copies of a pair.
+
+        Tensors are moved to the CPU and ids to :obj:`torch.long`; labels become
+        :obj:`float32`.
+
+        Args:
+            data (torch_geometric.data.HeteroData or torch_geometric.data.Data):
+                the PyG graph.
+            num_users (int, optional): number of users; required for homogeneous
+                input unless :obj:`data.num_users` is set. (default: :obj:`None`)
+            name (str, optional): dataset name; defaults to :obj:`data.name` if
+                set. (default: :obj:`""`)
+
+        Raises:
+            ValueError: no or several user->item edge types, missing
+                :obj:`num_users` for :class:`~torch_geometric.data.Data`, ids out of
+                range, an edge between two users (or two items), a malformed
+                :obj:`edge_index`, attributes of the wrong length, or duplicate
+                training edges in heterogeneous input.
+            TypeError: :obj:`data` is neither :class:`~torch_geometric.data.HeteroData`
+                nor :class:`~torch_geometric.data.Data`.
+        """
+        from torch_geometric.data import Data, HeteroData
+
+        if isinstance(data, HeteroData):
+            kw = _from_hetero(data, num_users)
+        elif isinstance(data, Data):
+            kw = _from_homogeneous(data, num_users)
+        else:
+            raise TypeError(f"from_pyg expects torch_geometric HeteroData or Data, got {type(data).__name__}")
+        name = name or getattr(data, "name", None) or ""
+        try:
+            return cls(name=str(name), **kw)
+        except ValueError as err:
+            raise ValueError(f"from_pyg: {err}") from None
+
     def _validate(self) -> None:
         for nm in ("train", "valid", "test"):
             e = getattr(self, f"{nm}_edges")
@@ -131,17 +196,60 @@ class InteractionGraph:
         u, i = self.train_edges
         return torch.stack([torch.cat([u, i + self.num_users]), torch.cat([i + self.num_users, u])])
 
-    def hetero(self):
-        """``torch_geometric.data.HeteroData`` with ``('user','rates','item')`` and its reverse."""
+    def to_pyg(self):
+        r"""Converts the graph to a :class:`torch_geometric.data.HeteroData` object.
+
+        The training edges become the edge type :obj:`('user', 'rates', 'item')`,
+        and their flipped copy the reverse type :obj:`('item', 'rated_by', 'user')`
+        for message passing in both directions. Held-out splits are stored as
+        attributes of the forward edge type; their names end in :obj:`_index`, so
+        :class:`~torch_geometric.loader.DataLoader` batching offsets them like
+        :obj:`edge_index`. :meth:`from_pyg` inverts this conversion exactly.
+
+        .. code-block:: python
+
+            data = graph.to_pyg()
+            data['user'].num_nodes                      # U
+            data['user', 'rates', 'item'].edge_index    # train_edges, [2, E]
+            data['user', 'rates', 'item'].edge_label    # train_labels, [E] (if labelled)
+            data['user', 'rates', 'item'].time          # train_timestamps, [E] (if any)
+            data['user', 'rates', 'item'].test_edge_index  # test_edges, [2, T]
+            data['item', 'rated_by', 'user'].edge_index    # train_edges.flip(0)
+
+        Returns:
+            :class:`~torch_geometric.data.HeteroData` with node types :obj:`'user'`
+            and :obj:`'item'` (:obj:`num_nodes`, and :obj:`raw_id` (list of raw ids
+            indexed by internal id) when :attr:`user_ids` / :attr:`item_ids` is
+            set); on :obj:`('user', 'rates', 'item')`: :obj:`edge_index`,
+            :obj:`valid_edge_index`, :obj:`test_edge_index` (always present,
+            possibly empty :obj:`[2, 0]`), :obj:`edge_label` (aligned with
+            :obj:`edge_index`, *not* with an :obj:`edge_label_index`),
+            :obj:`valid_edge_label`, :obj:`test_edge_label` (each only when that
+            split has labels) and :obj:`time` (only with timestamps); on
+            :obj:`('item', 'rated_by', 'user')`: :obj:`edge_index` only. The graph's
+            :attr:`name` is kept as :obj:`data.name`. The forward edge type's
+            tensors are the graph's own (not copied); the graph stays immutable, so
+            do not modify them in place.
+        """
         from torch_geometric.data import HeteroData
 
         data = HeteroData()
+        data.name = self.name
         data["user"].num_nodes = self.num_users
         data["item"].num_nodes = self.num_items
-        data["user", "rates", "item"].edge_index = self.train_edges
+        if self.user_ids is not None:
+            data["user"].raw_id = list(self.user_ids)
+        if self.item_ids is not None:
+            data["item"].raw_id = list(self.item_ids)
+        fwd = data["user", "rates", "item"]
+        fwd.edge_index = self.train_edges
+        fwd.valid_edge_index = self.valid_edges
+        fwd.test_edge_index = self.test_edges
+        for attr, value in (("edge_label", self.train_labels), ("valid_edge_label", self.valid_labels),
+                            ("test_edge_label", self.test_labels), ("time", self.train_timestamps)):
+            if value is not None:
+                fwd[attr] = value
         data["item", "rated_by", "user"].edge_index = self.train_edges.flip(0)
-        if self.train_labels is not None:
-            data["user", "rates", "item"].edge_label = self.train_labels
         return data
 
     @property
@@ -320,3 +428,164 @@ class InteractionGraph:
         s = self.stats()
         return (f"InteractionGraph({self.name or 'unnamed'}: users={s['users']}, items={s['items']}, "
                 f"train={s['train']}, valid={s['valid']}, test={s['test']}, sha256={s['sha256']})")
+
+
+# ---------------------------------------------------------------------------- PyG conversion
+def _num_nodes(store) -> Optional[int]:
+    """``num_nodes`` of a PyG node store: the explicit attribute, else PyG's inference (from
+    ``x`` and other node-level tensors, or largest ``edge_index`` id + 1), else ``None``."""
+    import warnings
+
+    if "num_nodes" in store:
+        n = store["num_nodes"]
+    else:
+        with warnings.catch_warnings():  # PyG warns when it falls back to max id + 1
+            warnings.simplefilter("ignore")
+            n = store.num_nodes
+    return None if n is None else int(n)
+
+
+def _pyg_index(value, what: str) -> Tensor:
+    """``value`` as CPU ``LongTensor [2, m]``; ``ValueError`` if it is not ``[2, m]``."""
+    t = torch.as_tensor(value).cpu()
+    if t.dim() != 2 or t.shape[0] != 2:
+        raise ValueError(f"from_pyg: {what} must have shape [2, m], got {tuple(t.shape)}")
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise ValueError(f"from_pyg: {what} must hold integer node ids, got {t.dtype}")
+    return t.long()
+
+
+def _pyg_values(store, key: str, n: int, what: str) -> Optional[Tensor]:
+    """Per-edge attribute ``store[key]`` (CPU, flattened) or ``None``; ``ValueError`` unless it
+    has ``n`` values."""
+    if key not in store or store[key] is None:
+        return None
+    t = torch.as_tensor(store[key]).cpu().reshape(-1)
+    if t.numel() != n:
+        raise ValueError(f"from_pyg: {what} has {t.numel()} values but its edge index has {n} edges"
+                         + (" (edge_label must align with edge_index; edge_label_index is not supported)"
+                            if key == "edge_label" else ""))
+    return t
+
+
+def _check_range(ids: Tensor, n: int, what: str) -> None:
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        bad = ids[(ids < 0) | (ids >= n)]
+        raise ValueError(f"from_pyg: {what} id {int(bad[0])} out of range 0..{n - 1} "
+                         f"({bad.numel()} ids out of range)")
+
+
+def _from_hetero(data, num_users: Optional[int]) -> dict:
+    cands = [et for et in data.edge_types if et[0] == "user" and et[2] == "item"]
+    if not cands:
+        raise ValueError(f"from_pyg: HeteroData has no ('user', *, 'item') edge type (edge types: {data.edge_types})")
+    if len(cands) > 1:
+        raise ValueError(f"from_pyg: HeteroData has several ('user', *, 'item') edge types {cands}; keep exactly one")
+    et = cands[0]
+    store = data[et]
+    if "edge_index" not in store:
+        raise ValueError(f"from_pyg: edge type {et} has no edge_index")
+    splits = {"train": _pyg_index(store["edge_index"], f"{et}.edge_index")}
+    for nm in ("valid", "test"):
+        key = f"{nm}_edge_index"
+        splits[nm] = _pyg_index(store[key], f"{et}.{key}") if key in store and store[key] is not None else None
+    present = [e for e in splits.values() if e is not None]
+    sizes = {}
+    for nt, row, given in (("user", 0, num_users), ("item", 1, None)):
+        n = _num_nodes(data[nt]) if nt in data.node_types else None
+        if given is not None:
+            if n is not None and n != int(given):
+                raise ValueError(f"from_pyg: num_users={given} contradicts data['user'].num_nodes={n}")
+            n = int(given)
+        if n is None:
+            n = max([int(e[row].max()) + 1 for e in present if e.numel()] + [0])
+        for nm, e in splits.items():
+            if e is not None:
+                _check_range(e[row], n, f"{nm} edges: {nt}")
+        sizes[nt] = n
+    m = {nm: (0 if e is None else e.shape[1]) for nm, e in splits.items()}
+    labels = {
+        "train": _pyg_values(store, "edge_label", m["train"], f"{et}.edge_label"),
+        "valid": _pyg_values(store, "valid_edge_label", m["valid"], f"{et}.valid_edge_label"),
+        "test": _pyg_values(store, "test_edge_label", m["test"], f"{et}.test_edge_label"),
+    }
+    time = _pyg_values(store, "time", m["train"], f"{et}.time")
+    ids = {}
+    for nt in ("user", "item"):
+        raw = data[nt].get("raw_id") if nt in data.node_types else None
+        if raw is not None:
+            raw = raw.tolist() if isinstance(raw, Tensor) else list(raw)
+            if len(raw) != sizes[nt]:
+                raise ValueError(f"from_pyg: data['{nt}'].raw_id has {len(raw)} entries for {sizes[nt]} nodes")
+        ids[nt] = raw
+    return dict(num_users=sizes["user"], num_items=sizes["item"], train_edges=splits["train"],
+                valid_edges=splits["valid"], test_edges=splits["test"], train_labels=labels["train"],
+                valid_labels=labels["valid"], test_labels=labels["test"], train_timestamps=time,
+                user_ids=ids["user"], item_ids=ids["item"])
+
+
+def _first_occurrence(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions of the first occurrence of each distinct key (in order of position), and the
+    index of each key's group among those positions."""
+    uniq, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(keys.numel()), reduce="amin")
+    keep, group_order = torch.sort(first)
+    rank = torch.empty_like(group_order)
+    rank[group_order] = torch.arange(group_order.numel())
+    return keep, rank[inverse]
+
+
+def _homogeneous_split(ei: Tensor, num_users: int, num_nodes: int, what: str,
+                       values: dict) -> tuple[Tensor, dict]:
+    """Orient homogeneous edges to ``(user, item)`` pairs and keep each pair once (first
+    occurrence); ``values`` (per-column attributes or ``None``) are taken at the kept columns
+    and must agree across the copies of a pair."""
+    _check_range(ei.reshape(-1), num_nodes, f"{what}: node")
+    is_user = ei < num_users
+    for bad, kind, nodes in ((is_user[0] & is_user[1], "users", f"0..{num_users - 1}"),
+                             (~(is_user[0] | is_user[1]), "items", f"{num_users}..{num_nodes - 1}")):
+        if bool(bad.any()):
+            c = int(bad.nonzero()[0])
+            raise ValueError(f"from_pyg: {what} has {int(bad.sum())} edges between two {kind}, first "
+                             f"({int(ei[0, c])}, {int(ei[1, c])}); {kind} are nodes {nodes}")
+    user = torch.where(is_user[0], ei[0], ei[1])
+    item = torch.where(is_user[0], ei[1], ei[0]) - num_users
+    keep, group = _first_occurrence(user * max(1, num_nodes - num_users) + item)
+    out = {}
+    for key, v in values.items():
+        if v is not None and not bool((v[keep][group] == v).all()):
+            raise ValueError(f"from_pyg: {what}: copies of the same user-item pair disagree on {key}")
+        out[key] = None if v is None else v[keep]
+    return torch.stack([user[keep], item[keep]]), out
+
+
+def _from_homogeneous(data, num_users: Optional[int]) -> dict:
+    if num_users is None:
+        num_users = getattr(data, "num_users", None)
+    if num_users is None:
+        raise ValueError("from_pyg: homogeneous Data needs num_users (argument or data.num_users)")
+    num_users = int(num_users)
+    if "edge_index" not in data or data.edge_index is None:
+        raise ValueError("from_pyg: homogeneous Data has no edge_index")
+    train = _pyg_index(data.edge_index, "edge_index")
+    num_nodes = _num_nodes(data._store)
+    if num_nodes is None:
+        num_nodes = int(train.max()) + 1 if train.numel() else num_users
+    if not 0 <= num_users <= num_nodes:
+        raise ValueError(f"from_pyg: num_users={num_users} must be in 0..num_nodes={num_nodes}")
+    kw = dict(num_users=num_users, num_items=num_nodes - num_users)
+    for nm, ekey, lkey in (("train", "edge_index", "edge_label"), ("valid", "valid_edge_index", "valid_edge_label"),
+                           ("test", "test_edge_index", "test_edge_label")):
+        if ekey not in data or data[ekey] is None:
+            kw[f"{nm}_edges"] = None
+            continue
+        ei = train if nm == "train" else _pyg_index(data[ekey], ekey)
+        vals = {lkey: _pyg_values(data._store, lkey, ei.shape[1], lkey)}
+        if nm == "train":
+            vals["time"] = _pyg_values(data._store, "time", ei.shape[1], "time")
+        kw[f"{nm}_edges"], got = _homogeneous_split(ei, num_users, num_nodes, ekey, vals)
+        kw[f"{nm}_labels"] = got[lkey]
+        if nm == "train":
+            kw["train_timestamps"] = got["time"]
+    return kw

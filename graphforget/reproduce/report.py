@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-KEYS = ("dataset", "model", "deletion", "method")
+KEYS = ("dataset", "model", "recipe", "deletion", "method")
 
 
 class SettingLog:
@@ -138,14 +138,16 @@ def write_results(out_dir: Path, name: str, rows: Sequence[dict], columns: Seque
             "json": out_dir / f"{name}.json", "table": md, "aggregate": agg}
 
 
-INTEGER_COLUMNS = ("seed", "deleted", "solver_iters")
+INTEGER_COLUMNS = ("seed", "deleted", "solver_iters", "shadows")
+BOOLEAN_COLUMNS = ("forgotten", "deterministic")
 
 
 def read_results(path: Path) -> list[dict]:
     """The per-seed rows of a ``NAME.csv`` written by :func:`write_results`, numbers parsed
     (cells the writer left empty are dropped), e.g. to aggregate or plot them again."""
     with open(path, newline="") as f:
-        return [{k: (v if k in KEYS else int(v) if k in INTEGER_COLUMNS else float(v))
+        return [{k: (v if k in KEYS else int(v) if k in INTEGER_COLUMNS
+                     else v == "True" if k in BOOLEAN_COLUMNS else float(v))
                  for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
@@ -161,14 +163,25 @@ def method_family(label: str) -> str:
     return f"{name} ({', '.join(keep)})" if keep else name
 
 
+#: y-axis labels in words, with the direction that is better
+AXIS_LABELS = {
+    "umia_auc": "per-edge U-MIA AUC (0.5 = like a retrain; higher = remembers)",
+    "score_error": "score error to the retrain (0 = retrain, 1 = forgot nothing)",
+    "test_auc": "test AUC (higher is better)",
+    "mia_auc": "membership-inference AUC on deleted edges (retrain's is the target)",
+    "overlap@20": "top-20 overlap with the retrain (higher is closer)",
+    "recall@20": "test Recall@20 (higher is better)",
+}
+
+
 def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
                   methods: Sequence[str] | None = None) -> Path | None:
     """Scatter/curve of ``y`` against unlearning wall time (log x) per method family
     (:func:`method_family`; ``methods`` keeps the families of these method names), one panel
     per (dataset, model, deletion), with horizontal reference lines where the rows have them:
     the original model's ``y`` (doing nothing; it takes no time, so it is no point) and the
-    retrain-vs-retrain noise floor ``floor_<y>``. Returns the PNG path, or None without
-    matplotlib."""
+    held-out retrain's. Axis labels in words (:data:`AXIS_LABELS`), one legend for the figure.
+    Returns the PNG path, or None without matplotlib."""
     try:
         import matplotlib
 
@@ -196,23 +209,28 @@ def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
         for family, pts in fam.items():
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if len(pts) > 1 else "o", label=family)
-        for label, col, style in (("Original (do nothing)", y, "--"),
-                                  ("retrain vs retrain (noise floor)", f"floor_{y}", ":")):
-            vals = [r[col] for r in agg if (r["dataset"], r["model"], r["deletion"]) == panel
-                    and (col != y or r["method"] == "Original") and not math.isnan(r.get(col, math.nan))]
+        for label, method, style in (("Original (do nothing)", "Original", "--"),
+                                     ("held-out retrain", "Retrain", ":")):
+            vals = [r[y] for r in agg if (r["dataset"], r["model"], r["deletion"]) == panel
+                    and r["method"] == method and not math.isnan(r.get(y, math.nan))]
             if vals:
                 ax.axhline(vals[0], linestyle=style, color="grey", linewidth=1, label=label)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
-        ax.set_xlabel("unlearning wall time (s)")
-        ax.set_ylabel(y)
+        ax.set_xlabel("unlearning wall time, seconds (left is faster)")
+        ax.set_ylabel(AXIS_LABELS.get(y, y))
         ax.set_title(" / ".join(panel), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, max(1, len(handles))),
+               fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * math.ceil(len(handles) / 4), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

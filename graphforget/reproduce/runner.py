@@ -55,6 +55,7 @@ class Setting:
     amount: float
     dim: int = 64
     config: TrainConfig = field(default_factory=TrainConfig)
+    init_std: float = 0.1
 
 
 def _labelled_metrics(model, graph: InteractionGraph, deleted: torch.Tensor) -> dict:
@@ -80,23 +81,42 @@ def _implicit_metrics(model, graph: InteractionGraph, ks=(20,)) -> dict:
     return {k: v for k, v in m.items() if "@" in k and (k.startswith("recall") or k.startswith("ndcg"))}
 
 
-def _affected_users(graph: InteractionGraph, deleted: torch.Tensor, layers: int) -> torch.Tensor:
-    nodes = graph.khop_nodes(deleted, min(layers, 1))
-    return nodes[nodes < graph.num_users]
+def reference_retrains(original, graph: InteractionGraph, deleted: torch.Tensor, count: int,
+                       log: Callable[[str], None]) -> tuple[list, float]:
+    """``count`` retrains with the original's recipe and independent seeds, and their mean
+    seconds. Under a stationary recipe, four suffice when they turn out deterministic (the
+    audit then reports the distance to that unique retrain: more retrains add nothing)."""
+    from ..audit import UMIA
+    from ..audit.umia import retrain_seeds
+
+    after = graph.remove_edges(deleted)
+    models, seconds = [], []
+    for r, s in enumerate(retrain_seeds(original, count)):
+        res = get_unlearner("retrain", seed=s).unlearn(original, graph, deleted)
+        models.append(res.model)
+        seconds.append(res.report.seconds_total)
+        log(f"  retrain {r + 1}/{count} (seed {s}) in {seconds[-1]:.1f}s")
+        if r == 3 and (original.recipe or {}).get("until") == "stationary" and r + 1 < count:
+            if UMIA.fit(models[2:], models[0], original, graph, after, deleted).deterministic:
+                log("  retraining is deterministic under this recipe: 4 retrains suffice")
+                break
+    return models, sum(seconds) / len(seconds)
 
 
-def run_setting(setting: Setting, methods: Sequence[str], seed: int,
-                audit: bool = True, progress: bool = True,
-                log: Optional[Callable[[str], None]] = None,
+def run_setting(setting: Setting, methods: Sequence[str], seed: int, shadows: int = 16,
+                progress: bool = True, log: Optional[Callable[[str], None]] = None,
                 originals: Optional[dict] = None) -> list[dict]:
-    """Rows for every method on one setting and seed.
+    """Rows for every method on one setting and seed, each audited
+    (:class:`~graphforget.audit.AuditReference`) against ``shadows`` + 2 retrains with the
+    original's recipe and independent seeds: the first is the ``Retrain`` row (its time is
+    the mean over all of them), the second the control, the rest the U-MIA's shadows.
 
     ``originals``: a dict shared across calls that keeps each trained original by (training
     data fingerprint, model, layers, dim, training config with its seed) — the original does
     not depend on the deletion request unless it changes the training data (flipped labels),
     so the settings of one grid train it once. Training is seeded, so a kept original equals
     a retrained one."""
-    from ..audit import agreement, membership_inference_auc
+    from ..audit import AuditReference
 
     log = log or (lambda s: None)
     g0 = setting.graph
@@ -107,36 +127,32 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
 
     def fresh(s: int):
         return build_model(setting.model, graph.num_users, graph.num_items, setting.dim,
-                           setting.layers, seed=s)
+                           setting.layers, seed=s, init_std=setting.init_std)
 
-    key = (graph.fingerprint(), setting.model, setting.layers, setting.dim, repr(cfg))
+    key = (graph.fingerprint(), setting.model, setting.layers, setting.dim, setting.init_std, repr(cfg))
     if originals is not None and key in originals:
         original = originals[key]
         log("  original reused (trained for an earlier deletion of this grid)")
     else:
         t = time.perf_counter()
         original = train(fresh(seed), graph, cfg).model
-        log(f"  original trained in {time.perf_counter() - t:.1f}s")
+        log(f"  original trained in {time.perf_counter() - t:.1f}s, |grad L|/|theta| "
+            f"{original.recipe['grad_norm_rel']:.2e}")
         if originals is not None:
             originals[key] = original
     base = {"dataset": setting.dataset, "model": f"{setting.model}-{setting.layers}"
             if setting.model != "mf" else "mf", "deletion": f"{setting.deletion}:{setting.amount:g}",
-            "seed": seed, "deleted": int(deleted.shape[1])}
+            "seed": seed, "deleted": int(deleted.shape[1]), "recipe": cfg.until,
+            "grad_norm_rel": original.recipe["grad_norm_rel"]}
 
     def metrics(model, g):
         return _labelled_metrics(model, g, deleted) if labelled else _implicit_metrics(model, g)
 
-    retrainer = get_unlearner("retrain", config=cfg, seed=seed)
-    t = time.perf_counter()
-    retrained = retrainer.unlearn(original, graph, deleted)
-    retrain_seconds = time.perf_counter() - t
-    g_new = retrained.graph
-    affected = _affected_users(graph, deleted, setting.layers if setting.model != "mf" else 0)
-    floor = None
-    if audit and not labelled:
-        alt = get_unlearner("retrain", config=TrainConfig(**{**cfg.to_dict(), "seed": seed + 1000}),
-                            seed=seed + 1000).unlearn(original, graph, deleted)
-        floor = agreement(retrained.model, alt.model, g_new, affected, k=20)
+    retrains, retrain_seconds = reference_retrains(original, graph, deleted, int(shadows) + 2, log)
+    g_new = graph.remove_edges(deleted)
+    ref = AuditReference(original, graph, g_new, deleted, retrains, seed=seed)
+    base["shadows"] = len(retrains) - 2
+    base["deterministic"] = bool(ref.umia is not None and ref.umia.deterministic)
 
     rows = []
     sharded_cache: dict = {}
@@ -148,7 +164,7 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
         if name == "original":
             model, seconds, g_eval, report = original, 0.0, graph, None
         elif name == "retrain":
-            model, seconds, g_eval, report = retrained.model, retrain_seconds, g_new, retrained.report
+            model, seconds, g_eval, report = retrains[0], retrain_seconds, g_new, None
         else:
             start = original
             if name in ("sisa", "receraser"):
@@ -170,16 +186,14 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int,
         if report is not None and report.solver_iterations:
             row["solver_iters"] = report.solver_iterations
             row["solver_residual"] = report.solver_residual
-        if audit and not labelled and name != "retrain":
-            a = agreement(model, retrained.model, g_eval, affected, k=20, graph_b=g_new)
-            row["overlap@20"] = a["overlap@20"]
-            row["rank_corr"] = a["spearman"]
-        if audit and not labelled:
-            row["mia_auc"] = membership_inference_auc(model, g_new, g_new.train_edges, g_new.test_edges,
-                                                      deleted, seed=seed, adj_graph=g_eval).auc
-        if floor is not None:
-            row["floor_overlap@20"] = floor["overlap@20"]
-            row["floor_rank_corr"] = floor["spearman"]
+        fig = ref.assess(model, g_eval)
+        verdicts = ref.verdicts(fig)
+        umia = fig.get("umia", {})
+        row["umia_auc"] = umia.get("auc", float("nan"))
+        row["score_error"] = umia.get("score_error", float("nan"))
+        row["mia_auc"] = fig["membership"]["auc"] if "membership" in fig else float("nan")
+        row["overlap@20"] = fig["agreement"]["overlap@20"]
+        row["forgotten"] = bool(verdicts.get("forgotten"))
         rows.append(row)
         log(f"  {row['method']:<24} {seconds:8.3f}s " + " ".join(
             f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k not in ("seconds",)))

@@ -2,9 +2,16 @@ r"""The deletion service: apply forget requests atomically to the store, the mod
 
 A :class:`Forgetter` binds an :class:`~graphforget.service.InteractionStore` (SQLite file) to a
 *checkpoint series*: the base checkpoint ``dir/NAME.pt`` you trained, then one versioned file
-per applied request, ``dir/NAME.r-<request id>.pt`` (``NAME.h-<sha256>.pt`` for request ids
-that are not file-name safe). The store's ``meta`` table holds the *current checkpoint* pointer
-(file name, sha256, graph fingerprint).
+per applied request, ``dir/NAME.r-<request id>.<store id>.pt`` (``NAME.h-<sha256>.<store
+id>.pt`` for request ids that are not file-name safe; the store's random ``store_id`` keeps two
+stores that share a folder and a base checkpoint apart). The store's ``meta`` table holds the
+*current checkpoint* pointer (file name, sha256, graph fingerprint).
+
+**Owned files.** The service deletes only files its store recorded as its own in the ``files``
+table: each versioned name is recorded (and committed) *before* the file or its temp file
+``<versioned name>.<random>.tmp`` (:func:`~graphforget.train.save_checkpoint`) is created, so a
+crash can orphan only recorded files. A user's ``NAME.r-final-backup.pt``, another store's
+series and the base checkpoint are never touched.
 
 Request protocol (one request at a time per series: an exclusive ``flock`` on
 ``dir/NAME.pt.lock`` serialises processes; SIGKILL releases it):
@@ -23,19 +30,22 @@ Request protocol (one request at a time per series: an exclusive ``flock`` on
    ``fallback`` method (fine-tuning by default) is tried, and if it fails too, a ``failed``
    ledger row is appended and :class:`UnlearningFailed` is raised: store, model and checkpoint
    are untouched and no NaN checkpoint is ever written.
-4. **Write** the new checkpoint to a temp file, ``fsync``, rename to its versioned name, fsync
-   the directory (:func:`~graphforget.train.save_checkpoint`).
+4. **Write**: record the versioned name in ``files`` (one committed transaction), then write
+   the new checkpoint to a temp file, ``fsync``, rename to its versioned name, fsync the
+   directory (:func:`~graphforget.train.save_checkpoint`).
 5. **Commit**, in ONE SQLite transaction: delete the pairs' rows from every split and add their
    tombstones, append the ``applied`` ledger row (with the checkpoint's sha256), move the
-   current-checkpoint pointer. A failure here rolls back and removes the new file.
+   current-checkpoint pointer. A failure here rolls back and removes the new file (its record
+   goes at the next clean-up).
 6. **Clean up**: the previous versioned checkpoint is deleted (it still encodes the forgotten
-   data) unless ``keep_history=True``. The *base* checkpoint is never deleted by the service:
-   archive or remove it yourself once requests have been applied.
+   data) unless ``keep_history=True``, and forgotten from ``files``. The *base* checkpoint is
+   never deleted by the service: archive or remove it yourself once requests have been applied.
 
 A crash (even SIGKILL) at any point leaves either the old state (pointer, tombstones and ledger
 unchanged; maybe an orphan checkpoint file) or the new state (all three updated). On start-up
-:meth:`Forgetter.reconcile` removes orphan files of the series (versioned files other than the
-current one, and temp files), then verifies the current checkpoint's sha256 and its graph
+:meth:`Forgetter.reconcile` removes the orphans: every recorded file other than the current
+checkpoint (and the ledger's, with ``keep_history``) and the temp files of recorded names, then
+forgets them from ``files``; it verifies the current checkpoint's sha256 and its graph
 fingerprint against the store, loading it with ``weights_only=True``; a checkpoint that does not
 match the store is refused with ``ValueError``.
 
@@ -272,30 +282,41 @@ class Forgetter:
                 self._lock_fd = None
 
     def version_name(self, request_id: str) -> str:
-        """File name of the checkpoint written by ``request_id``."""
+        """File name of the checkpoint written by ``request_id`` (unique to this store)."""
+        tail = f".{self.store.store_id}{self.suffix}"
         if re.fullmatch(r"[A-Za-z0-9_-]{1,80}", request_id):
-            return f"{self.stem}.r-{request_id}{self.suffix}"
-        return f"{self.stem}.h-{hashlib.sha256(request_id.encode()).hexdigest()[:24]}{self.suffix}"
+            return f"{self.stem}.r-{request_id}{tail}"
+        return f"{self.stem}.h-{hashlib.sha256(request_id.encode()).hexdigest()[:24]}{tail}"
 
-    def _managed_files(self) -> list[Path]:
-        """Versioned checkpoints of this series and temp files of interrupted writes."""
-        import glob
-
-        stem = glob.escape(self.stem)
-        pats = [f"{stem}.r-*{glob.escape(self.suffix)}", f"{stem}.h-*{glob.escape(self.suffix)}",
-                f"{stem}.[rh]-*{glob.escape(self.suffix)}.*.tmp"]
-        found = {Path(p) for pat in pats for p in glob.glob(str(self.dir / pat))}
-        return sorted(found)
+    def _write_checkpoint(self, name: str, model, graph: InteractionGraph, config: Optional[dict],
+                          extra: dict) -> str:
+        """Record ``name`` as the store's own (committed), then write it; returns its sha256."""
+        with self.store.transaction() as c:
+            self.store.own_file(c, name)
+        return save_checkpoint(self.dir / name, model, graph, config, extra)
 
     def _remove_orphans(self) -> list[str]:
+        """Delete the recorded files other than those kept (the current checkpoint, and the
+        ledger's with ``keep_history``) and every temp file of a recorded name; forget the
+        deleted ones from the record. Returns the names of the files removed."""
+        import glob
+
         keep = {self.current.get("name")}
         if self.keep_history:
             keep |= self.ledger.checkpoints()
-        removed = []
-        for p in self._managed_files():
-            if p.name not in keep:
-                p.unlink(missing_ok=True)
-                removed.append(p.name)
+        removed, gone = [], []
+        for name in self.store.owned_files():
+            paths = [Path(p) for p in glob.glob(glob.escape(str(self.dir / name)) + ".*.tmp")]
+            if name not in keep:
+                paths.append(self.dir / name)
+                gone.append(name)
+            for p in paths:
+                if p.exists():
+                    p.unlink()
+                    removed.append(p.name)
+        if gone:
+            with self.store.transaction() as c:
+                self.store.disown_files(c, gone)
         return removed
 
     def _phase(self, name: str) -> None:
@@ -306,9 +327,10 @@ class Forgetter:
     def reconcile(self) -> dict:
         """Bring files in line with the store after a crash (see the module docstring).
 
-        Binds the base checkpoint on first use, removes orphan checkpoint / temp files, checks
-        the current checkpoint's sha256 and graph fingerprint, and loads it. Raises
-        ``ValueError`` if the checkpoint is missing, modified or of another graph.
+        Binds the base checkpoint on first use, checks the current checkpoint's sha256 and
+        graph fingerprint, loads it, and removes the orphans among the files the store recorded
+        as its own (no other file is touched). Raises ``ValueError`` if the checkpoint is
+        missing, modified or of another graph.
         """
         with self._locked():
             graph = self.store.to_graph()
@@ -530,8 +552,8 @@ class Forgetter:
         ckpt = self.version_name(rid)
         path = self.dir / ckpt
         self._phase("checkpoint")
-        sha = save_checkpoint(path, res.model, new_graph, self.payload.get("train_config"),
-                              {"request_id": rid, "parent_sha256": self.current["sha256"]})
+        sha = self._write_checkpoint(ckpt, res.model, new_graph, self.payload.get("train_config"),
+                                     {"request_id": rid, "parent_sha256": self.current["sha256"]})
         self._phase("commit")
         pairs = torch.cat([edges, heldout], 1)
         keys = torch.unique(edge_keys(pairs, old_graph.num_items))
@@ -601,8 +623,8 @@ class Forgetter:
             ckpt = self.version_name(rid)
             path = self.dir / ckpt
             self._phase("checkpoint")
-            sha = save_checkpoint(path, model, graph, cfg.to_dict(),
-                                  {"request_id": rid, "parent_sha256": self.current["sha256"]})
+            sha = self._write_checkpoint(ckpt, model, graph, cfg.to_dict(),
+                                         {"request_id": rid, "parent_sha256": self.current["sha256"]})
             self._phase("commit")
             entry = LedgerEntry(
                 request_id=rid, time=time.time(), kind="retrain", status="applied",

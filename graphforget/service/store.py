@@ -11,14 +11,30 @@ holds
 * ``deleted(user, item, request_id, time)``: one tombstone per forgotten ``(user, item)`` pair. A
   tombstoned pair has no row in any split, and every later import skips it, so a forgotten
   interaction never comes back through a reload or a retrain.
-* ``meta(key, value)``: data set name, whether training labels are used, and the "current
-  checkpoint" pointer maintained by :class:`~graphforget.service.Forgetter`.
+* ``meta(key, value)``: data set name, whether training labels are used, the store's random
+  ``store_id``, and the "current checkpoint" pointer maintained by
+  :class:`~graphforget.service.Forgetter`.
+* ``files(name, time)``: every checkpoint file the store's service wrote (or is about to write)
+  in the checkpoint folder. A name is recorded *before* the file is created, so the service's
+  clean-up touches only files recorded here, never a user's or another store's.
 * ``ledger``: the append-only request log of :mod:`graphforget.service.ledger`, in the same file
   so a store change and its ledger row commit in one transaction (imports are logged too).
 
 Every write runs inside :meth:`InteractionStore.transaction` (``BEGIN IMMEDIATE`` …
 ``COMMIT``, ``ROLLBACK`` on any exception); the connection is in autocommit mode so nothing is
 ever committed implicitly.
+
+A store is marked in the SQLite header: ``PRAGMA application_id`` is
+:data:`APPLICATION_ID` and ``PRAGMA user_version`` the schema version :data:`SCHEMA_VERSION`.
+Before anything is created or written, an existing file is inspected read-only (:func:`probe`):
+a directory, a file that is not SQLite or is damaged, an SQLite file of another program (another
+application id, or objects without graphforget's tables) and a store of a newer schema are
+refused with a one-line ``ValueError`` naming the file, and nothing is written. An empty file
+(zero bytes, or SQLite without any schema object) becomes a new store. A store written before
+stores were marked (application id 0 with graphforget's tables) is accepted; it is stamped on
+its first writable open, which also records the checkpoints its ledger names as its own (orphans
+that such a store's crashes left behind are never recorded, so they are not removed). With
+``readonly=True`` the file is opened through a ``file:…?mode=ro`` URI and never written.
 """
 from __future__ import annotations
 
@@ -40,6 +56,10 @@ from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry
 SPLITS = ("train", "valid", "test")
 _CHUNK = 500  # host parameters per IN (...) query, well below SQLite's limit
 
+APPLICATION_ID = int.from_bytes(b"GFst", "big")  # 0x47467374, PRAGMA application_id of a store
+SCHEMA_VERSION = 1  # PRAGMA user_version
+_TABLES = frozenset({"meta", "users", "items", "interactions", "deleted", "ledger"})  # in every store
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, raw TEXT NOT NULL UNIQUE);
@@ -56,7 +76,13 @@ CREATE TABLE IF NOT EXISTS deleted(
     user INTEGER NOT NULL, item INTEGER NOT NULL, request_id TEXT NOT NULL, time REAL NOT NULL,
     PRIMARY KEY(user, item)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deleted_request ON deleted(request_id);
+CREATE TABLE IF NOT EXISTS files(name TEXT PRIMARY KEY, time REAL NOT NULL);
 """
+
+# a store written before stores were marked: the checkpoints its service wrote are in the ledger
+_ADOPT_FILES = """INSERT OR IGNORE INTO files(name, time)
+SELECT DISTINCT checkpoint, ? FROM ledger
+WHERE status = 'applied' AND kind != 'bind' AND checkpoint IS NOT NULL"""
 
 
 def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
@@ -68,12 +94,56 @@ def _pairs(edges: Tensor) -> list[tuple[int, int]]:
     return list(zip(edges[0].tolist(), edges[1].tolist()))
 
 
+def _read_only_uri(path: Path, immutable: bool = False) -> str:
+    return path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def probe(path: str | os.PathLike) -> str:
+    """What ``path`` is, found without writing anything: ``"absent"``, ``"empty"`` (a new
+    store may be created in it), ``"unmarked"`` (a store written before stores were marked) or
+    ``"store"``. Raises a one-line ``ValueError`` naming the file for anything else.
+
+    Without a ``-wal`` file beside it the database is read as immutable, so SQLite creates no
+    ``-wal`` / ``-shm`` file next to someone else's database either.
+    """
+    path = Path(path)
+    if not path.exists():
+        return "absent"
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file, expected a graphforget store (SQLite)")
+    wal = path.with_name(path.name + "-wal").exists()
+    try:
+        conn = sqlite3.connect(_read_only_uri(path, immutable=not wal), uri=True)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            objects = [r for (r,) in conn.execute("SELECT name FROM sqlite_master")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path}: not a readable SQLite database ({exc})") from exc
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{path}: store schema version {version} is newer than this "
+                             f"graphforget's ({SCHEMA_VERSION}); upgrade graphforget")
+        return "store"
+    if app_id == 0 and version == 0 and not objects:
+        return "empty"
+    if app_id == 0 and _TABLES <= set(objects):
+        return "unmarked"
+    raise ValueError(f"{path}: not a graphforget store (SQLite application_id {app_id:#x}, "
+                     f"{len(objects)} schema objects, e.g. {sorted(objects)[:3]})")
+
+
 class InteractionStore:
     """Interactions, id maps and deletion tombstones of one data set in an SQLite file.
 
     Args:
-        path: the database file (created with its schema if absent).
+        path: the database file (created with its schema if absent or empty; another
+            program's file is refused, see the module docstring).
         timeout: seconds to wait for another writer's lock.
+        readonly: open an existing store for reading only (``mode=ro``); nothing is created,
+            stamped or written, and :meth:`transaction` raises ``ValueError``.
 
     Example::
 
@@ -82,24 +152,48 @@ class InteractionStore:
         graph = store.to_graph()            # the current state, same internal ids
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self._in_tx = False
+        kind = probe(self.path)  # before anything is created or written
+        if readonly:
+            if kind == "absent":
+                raise FileNotFoundError(f"{self.path}: no such store (create it with "
+                                        "`graphforget store import`)")
+            if kind == "empty":
+                raise ValueError(f"{self.path}: an empty database, not a graphforget store")
+            self.conn = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=timeout,
+                                        isolation_level=None)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA secure_delete=ON")  # overwrite deleted rows' content
-        self._in_tx = False
         with self.transaction() as c:
             for stmt in (SCHEMA + LEDGER_SCHEMA).split(";\n"):
                 if stmt.strip():
                     c.execute(stmt)
+            if kind != "store":
+                self._stamp(c, adopt=kind == "unmarked")
+
+    def _stamp(self, conn: sqlite3.Connection, adopt: bool) -> None:
+        """Mark a new (or, with ``adopt``, an unmarked old) store inside ``conn``'s transaction."""
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('store_id', ?)",
+                     (uuid.uuid4().hex[:12],))
+        if adopt:
+            conn.execute(_ADOPT_FILES, (time.time(),))
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` and re-raise on any exception."""
+        if self.readonly:
+            raise ValueError(f"{self.path}: store opened read-only")
         if self._in_tx:
             raise RuntimeError("nested store transaction")
         self.conn.execute("BEGIN IMMEDIATE")
@@ -146,6 +240,25 @@ class InteractionStore:
         """Set a meta value inside the caller's transaction ``conn``."""
         conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                      "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, str(value)))
+
+    @property
+    def store_id(self) -> str:
+        """Random id of this store, set when it was created (or first opened after marking)."""
+        return self.get_meta("store_id")
+
+    # ------------------------------------------------------------------ owned files
+    def own_file(self, conn: sqlite3.Connection, name: str) -> None:
+        """Record checkpoint file ``name`` as this store's own, inside ``conn``'s transaction;
+        commit it *before* creating the file, so a crash can only orphan a recorded file."""
+        conn.execute("INSERT OR IGNORE INTO files(name, time) VALUES(?, ?)", (name, time.time()))
+
+    def owned_files(self) -> list[str]:
+        """Names of the checkpoint files this store recorded as its own."""
+        return [n for (n,) in self.conn.execute("SELECT name FROM files ORDER BY name")]
+
+    def disown_files(self, conn: sqlite3.Connection, names: Iterable[str]) -> None:
+        """Forget files (removed from disk) inside ``conn``'s transaction."""
+        conn.executemany("DELETE FROM files WHERE name=?", [(n,) for n in names])
 
     def current_checkpoint(self) -> Optional[dict]:
         """The current-checkpoint pointer ``{"name", "sha256", "fingerprint"}`` or ``None``."""
