@@ -218,3 +218,32 @@ def test_block_curvature_reuses_its_buffers_without_stale_values(model_cls):
     unused = ~torch.isin(nodes, fewer.nodes(g.num_users).reshape(-1))
     if model_cls == "mf":  # exact blocks: a row in no sample has none
         assert bool(unused.any()) and float(second[unused].abs().max()) == 0.0
+
+
+def test_coupling_moves_the_hessian_coupled_rows_towards_the_new_minimiser():
+    """MF at a stationary point: with ``coupling=0`` only the deleted edges' endpoints move
+    (the paper's affected rows); ``coupling=1`` also optimises the rows coupled to them through
+    a sample and gets much closer to the new objective's minimiser θ* (full-row L-BFGS)."""
+    wd = 0.1
+    g = random_graph(30, 40, 300, seed=5)
+    objective = Objective.for_graph(g, "bpr", weight_decay=wd, negatives=3)
+    model = MF(g.num_users, g.num_items, dim=4, init_std=0.5, seed=1).double()
+    stationary_finish(model, g, objective, gtol=1e-6, max_iter=2000)
+    edges = g.train_edges[:, :6]
+    after = g.remove_edges(edges)
+    target = copy.deepcopy(model)
+    stationary_finish(target, after, Objective.for_graph(after, "bpr", weight_decay=wd, negatives=3),
+                      gtol=1e-6, max_iter=2000)
+    theta0, star = model.embedding.detach(), target.embedding.detach()
+    endpoints = torch.unique(torch.cat([edges[0], edges[1] + g.num_users]))
+    others = torch.ones(g.num_nodes, dtype=torch.bool)
+    others[endpoints] = False
+    dist = {}
+    for c in (0, 1):
+        res = AltEraser(rounds=40, tol=1e-6, coupling=c, weight_decay=wd, loss="bpr",
+                        negatives=3).unlearn(model, g, edges)
+        got = res.model.embedding.detach()
+        moved = (got[others] - theta0[others]).abs().max()
+        assert (moved == 0) if c == 0 else (moved > 1e-4), (c, float(moved))
+        dist[c] = float((got - star).norm() / (theta0 - star).norm())
+    assert dist[1] < 0.1 < dist[0], dist

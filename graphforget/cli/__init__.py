@@ -9,8 +9,11 @@ Other modules add subcommands through :data:`COMMAND_MODULES`: each listed modul
 ``register(subparsers)``, which adds its parsers with ``parser.set_defaults(func=handler)``;
 ``handler(args)`` returns an exit code (``None`` means 0).
 
-Bad input (``ValueError`` / ``FileNotFoundError`` from the library) prints
-``graphforget: error: <message>`` to stderr and exits with status 2, without a traceback.
+Bad input (``ValueError`` / ``OSError`` such as ``FileNotFoundError`` or a failed download from
+the library, a method's ``FloatingPointError``, the service's ``UnlearningFailed``) prints
+``graphforget: error: <message>`` on one line to stderr and exits with status 2, without a
+traceback; commands check their output paths and ``--device`` before any work, so a refused
+command writes nothing.
 
 Examples::
 
@@ -39,11 +42,43 @@ def _registry():
 
 
 def _device(name: str) -> str:
+    """``name`` if it is a device this machine has, else a ``ValueError`` saying why."""
     import torch
 
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name}: not a device name; expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {name}: expected cpu, cuda or cuda:N")
     return name
+
+
+def _output_file(flag: str, path) -> Path:
+    """``Path`` of a file a command will write, checked before any work: not a directory, and
+    its parent a directory or creatable (no file in the way); ``ValueError`` naming ``flag``."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{flag} {path}: is a directory, expected a file path")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is not a directory")
+    return out
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _load_graph(args):
@@ -81,6 +116,14 @@ def _positive(kind):
     return parse
 
 
+def _seed(text: str) -> int:
+    """A seed: an integer in the signed 64-bit range the random generators take."""
+    value = int(text)
+    if not -2**63 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a 64-bit integer, got {text}")
+    return value
+
+
 # ---------------------------------------------------------------------------- commands
 def _l2(text: str):
     if text == "auto":
@@ -108,9 +151,10 @@ def cmd_train(args) -> int:
     device = _device(args.device)
     if args.layers < 0:
         raise ValueError(f"--layers must be >= 0, got {args.layers}")
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {args.out}: is a directory, expected a checkpoint file path")
+    _output_file("--out", args.out)
+    if args.log:
+        _output_file("--log", args.log)
+    metric = _metric_name(args)
     graph = _load_graph(args)
 
     def make_model():
@@ -121,7 +165,7 @@ def cmd_train(args) -> int:
                          weight_decay=0.0 if args.l2 == "auto" else args.l2, loss=args.loss,
                          eval_every=args.eval_every,
                          patience=args.patience if args.patience > 0 else None,
-                         metric=_metric_name(args), ks=tuple(args.ks), seed=args.seed,
+                         metric=metric, ks=tuple(args.ks), seed=args.seed,
                          device=device, progress=not args.quiet, log_path=args.log,
                          until=args.until, gtol=args.gtol, negatives=args.negatives,
                          negative_seed=args.negative_seed)
@@ -164,8 +208,12 @@ def cmd_evaluate(args) -> int:
     from ..train import evaluate, load_checkpoint
 
     device = _device(args.device)
-    if not Path(args.checkpoint).is_file():
+    if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint file")
+    if args.json:
+        _output_file("--json", args.json)
+        if _same_file(args.json, args.checkpoint):
+            raise ValueError(f"--json {args.json}: would overwrite the checkpoint being evaluated")
     graph = _load_graph(args)
     model, payload = load_checkpoint(args.checkpoint, graph)
     cfg = payload["model"]
@@ -224,7 +272,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="SPEC",
                    help="registered dataset name or a path to a data folder/file")
     p.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
-    p.add_argument("--seed", type=int, default=0, help="seed for splits and training (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for splits and training (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--ks", type=_positive(int), nargs="+", default=[20], metavar="K",
                    help="cut-offs of the ranking metrics (default 20)")
@@ -260,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative gradient tolerance of the stationary finish (default 1e-5)")
     p.add_argument("--negatives", type=_positive(int), default=8,
                    help="fixed negatives per positive of the objective (default 8)")
-    p.add_argument("--negative-seed", type=int, default=0, help="seed of the fixed negatives (default 0)")
+    p.add_argument("--negative-seed", type=_seed, default=0, help="seed of the fixed negatives (default 0)")
     p.add_argument("--loss", choices=["auto", "bpr", "bce"], default="auto",
                    help="auto: BCE on labelled data, else BPR")
     p.add_argument("--patience", type=int, default=10,
@@ -322,10 +370,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         code = args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"graphforget: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as exc:  # OSError: FileNotFoundError too
+        print(f"graphforget: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not _is_unlearning_failure(exc):
+            raise
+        print(f"graphforget: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0 if code is None else int(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (its type's name when it has none)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+def _is_unlearning_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the deletion service's ``UnlearningFailed`` (nothing was changed)."""
+    forgetter = sys.modules.get("graphforget.service.forgetter")
+    return forgetter is not None and isinstance(exc, getattr(forgetter, "UnlearningFailed", ()))
 
 
 if __name__ == "__main__":

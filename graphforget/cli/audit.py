@@ -9,7 +9,9 @@ stored in the original checkpoint, with independent seeds and a line of progress
 :func:`graphforget.audit.audit`; prints :meth:`AuditReport.summary` with one verdict line per
 measure; ``--json`` writes :meth:`AuditReport.to_dict` (non-finite numbers as ``null``, strict
 JSON) plus ``umia_auc``, ``mia_auc``, ``forgotten`` and the same for the original and the
-retrains at the top level.
+retrains at the top level. ``--device`` moves every model there before auditing (retrains it
+trains are trained there too). Bad input (``--device``, ``--json``, ``--edges``, checkpoints) is
+refused in one line before anything is written.
 
 Example::
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from . import _positive
+    from . import _positive, _seed
 
     p = subparsers.add_parser("audit", help="audit that an unlearned checkpoint forgot",
                               description="Compares the unlearned model with the original (do "
@@ -53,8 +55,11 @@ def register(subparsers) -> None:
                    help="the new objective's minimiser nearest the original: parameter distance")
     p.add_argument("--ks", type=_positive(int), nargs="+", default=[20], metavar="K",
                    help="cut-offs; the first is used for ranks and agreement (default 20)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the data set's splits and of the membership attack (default 0)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N: where every model is audited and the retrains are "
+                        "trained (default cpu)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
     p.set_defaults(func=_run)
 
@@ -63,11 +68,13 @@ def _load(path: str, graph, role: str, when: str):
     """Model of checkpoint ``path``; errors name ``role`` and the graph it must match."""
     from ..train import load_checkpoint
 
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise FileNotFoundError(f"{role} {path}: no such checkpoint file")
     try:
         model, _ = load_checkpoint(path, graph)
     except ValueError as exc:
+        if "another training graph" not in str(exc):
+            raise ValueError(f"{role} {exc}") from exc
         raise ValueError(f"{role} must be a checkpoint of the graph {when} deletion: {exc}") from exc
     return model
 
@@ -84,10 +91,19 @@ def _strict(value):
 
 
 def _run(args) -> int:
+    from . import _device, _output_file, _same_file
     from ..data.registry import load_dataset
     from ..audit import audit
     from ..data import read_edges
 
+    device = _device(args.device)
+    if args.json:
+        _output_file("--json", args.json)
+        inputs = [args.original, args.unlearned, args.edges, args.reference, *(args.retrains or [])]
+        if any(path and _same_file(args.json, path) for path in inputs):
+            raise ValueError(f"--json {args.json}: would overwrite one of the audit's inputs")
+    if not args.retrains and args.shadows < 0:
+        raise ValueError(f"--shadows must be >= 0, got {args.shadows}")
     edges = read_edges(args.edges)
     graph_before = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
     try:
@@ -102,8 +118,9 @@ def _run(args) -> int:
     retrains = None
     if args.retrains:
         retrains = [_load(p, graph_after, "--retrains", "after") for p in args.retrains]
-    elif args.shadows < 0:
-        raise ValueError(f"--shadows must be >= 0, got {args.shadows}")
+    original, unlearned = original.to(device), unlearned.to(device)
+    reference = reference.to(device) if reference is not None else None
+    retrains = [m.to(device) for m in retrains] if retrains else retrains
     report = audit(original, unlearned, graph_before, graph_after, edges, retrains=retrains,
                    reference=reference, shadows=args.shadows, ks=args.ks, seed=args.seed,
                    log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from . import _seed
+
     p = subparsers.add_parser("reproduce", help="reproduce a paper table (ifru | alteraser)",
                               description="Run a paper table and write CSV, Markdown, JSON "
                                           "metadata and a plot under --out.")
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
                    help="folder holding the data sets (e.g. ../shared/data); default $GRAPHFORGET_DATA")
     p.add_argument("--out", default="experiments/results", help="output folder")
     p.add_argument("--preset", default="full", choices=["full", "smoke"])
-    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--seeds", type=_seed, nargs="+")
     p.add_argument("--epochs", type=int, help="most epochs of early stopping (default: the preset's)")
     p.add_argument("--until", default="early_stop", choices=["early_stop", "stationary"],
                    help="training recipe of the original and of every retrain (default early_stop)")
@@ -35,11 +37,45 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
+def _check_methods(specs) -> None:
+    """Every ``--methods`` spec names a method and options it takes (checked before any
+    training: a typo would otherwise surface after hours)."""
+    from ..reproduce.runner import parse_method
+    from ..unlearn import get_unlearner
+
+    for spec in specs or []:
+        name, opts = parse_method(spec)
+        if name in ("original", "retrain"):  # the original itself; the audit's first retrain
+            continue
+        if "seed" in opts:
+            raise ValueError(f"--methods {spec}: the seed of a method is the run's (--seeds)")
+        if name in ("sisa", "receraser"):
+            opts.pop("shards", None)  # used to fit the sharded model
+        try:
+            get_unlearner(name, **opts)
+        except ValueError as exc:
+            raise ValueError(f"--methods {spec}: {exc}") from None
+
+
 def _run(args) -> int:
+    from . import _device
     from ..reproduce import reproduce
 
     if not args.data_root:
         raise ValueError("--data-root (or $GRAPHFORGET_DATA) must name the folder with the data sets")
+    if not Path(args.data_root).is_dir():
+        raise ValueError(f"--data-root {args.data_root}: "
+                         + ("not a directory" if Path(args.data_root).exists() else "no such directory"))
+    found = Path(args.out)  # the folder, or its nearest existing ancestor, must be a folder
+    while not found.exists() and found != found.parent:
+        found = found.parent
+    if not found.is_dir():
+        raise ValueError(f"--out {args.out}: {found} is not a directory (a folder for the results)")
+    for flag, value in (("--epochs", args.epochs), ("--shadows", args.shadows)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    _device(args.device)
+    _check_methods(args.methods)
     reproduce(args.table, Path(args.data_root), Path(args.out), preset=args.preset, seeds=args.seeds,
               epochs=args.epochs, methods=args.methods, datasets=args.datasets, models=args.models,
               deletions=args.deletions, resume=args.resume, until=args.until, l2=args.l2,

@@ -1,11 +1,24 @@
-"""CLI subcommands of the deletion service: ``store import``, ``forget``, ``history``.
+"""CLI subcommands of the deletion service: ``store import``, ``store migrate``, ``forget``,
+``history``, ``verify``.
 
 Plugged into :mod:`graphforget.cli` through ``COMMAND_MODULES`` (``register(subparsers)``;
 handlers return an exit code, ``ValueError`` / ``FileNotFoundError`` become
-``graphforget: error: ...`` with exit status 2). ``history`` opens the store read-only; a
-``--db`` that is not a graphforget store (another program's SQLite file, a directory, a damaged
-file) is refused in one line without being written, and SQLite errors of a store damaged past
-its header become one line naming the file too.
+``graphforget: error: ...`` with exit status 2). ``history`` and ``verify`` open the store
+read-only; a ``--db`` that is not a graphforget store (another program's SQLite file, a
+directory, a damaged file) is refused in one line without being written, and SQLite errors of a
+store damaged past its header become one line naming the file too.
+
+``forget`` prints the hash of the request's ledger row: keep it elsewhere (a ticket, a log) and
+``verify --anchor HASH`` later checks that the ledger up to that row was not rewritten. ``history``
+ends with the chain's state (intact with its head hash, or where it is broken). Stored strings
+that are not printable (a request id with an ANSI escape or a newline, written before such ids
+were refused) are printed as their ``repr``.
+
+``verify`` prints one line per check (``ok`` / ``FAIL`` / ``skip``, see
+:mod:`graphforget.service.verify`) and then ``verified`` or ``NOT verified``; exit status 0 when
+verified, 1 when a check fails, 2 on bad input (``--json``: the same as one JSON object).
+``store migrate`` chains the ledger of a store written before the chain (any writable open does
+it too).
 
 Examples::
 
@@ -14,6 +27,7 @@ Examples::
     graphforget forget --db store.sqlite --checkpoint runs/model.pt --user 196 --request-id t-17
     graphforget forget --db store.sqlite --checkpoint runs/model.pt --edges pairs.txt --method ifru
     graphforget history --db store.sqlite [--json]
+    graphforget verify --db store.sqlite --checkpoint runs/model.pt [--anchor HASH] [--json]
 """
 from __future__ import annotations
 
@@ -134,6 +148,7 @@ def cmd_forget(args) -> int:
         print(json.dumps({k: v for k, v in res.__dict__.items()}, indent=2, default=str))
         return 0
     print(res.summary())
+    print(f"  ledger row hash {res.ledger_hash} (keep it: `graphforget verify --anchor HASH`)")
     for label, fig in (("before", res.audit_before), ("after", res.audit_after)):
         if fig:
             util = fig.get("utility", {}).get("overall", {})
@@ -145,15 +160,34 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def _chain_state(store, ledger) -> str:
+    """The last line of ``history``: the chain intact with its head hash, or the first problem
+    (:func:`~graphforget.service.integrity_problem`)."""
+    from ..service import integrity_problem
+
+    if not store.chained:
+        return (f"ledger NOT CHAINED: written before graphforget chained its ledger; chain it with "
+                f"`graphforget store migrate --db {store.path}`")
+    problem = integrity_problem(store, ledger)
+    if problem:
+        return f"WARNING: {problem}; run `graphforget verify --db {store.path}`"
+    seq, head = ledger.head() or (0, None)
+    return f"ledger chain intact: {seq} rows, head {head}"
+
+
 def cmd_history(args) -> int:
     from ..service import InteractionStore, Ledger
+    from ..service.ledger import shown
 
     _existing_db(args.db)
-    with _store_errors(args.db), InteractionStore(args.db, readonly=True) as store:
+    with _store_errors(args.db), InteractionStore(args.db, readonly=True) as store, store.snapshot():
         ledger = Ledger(store.conn)
         entries = ledger.history(args.request_id)
+        state = _chain_state(store, ledger)
         if args.json:
             print(json.dumps([e.to_dict() for e in entries], indent=2, sort_keys=True))
+            if not state.startswith("ledger chain intact"):
+                print(state, file=sys.stderr)
             return 0
         counts = store.counts()
         ptr = store.current_checkpoint()
@@ -164,13 +198,45 @@ def cmd_history(args) -> int:
           f"{sum(e.num_edges for e in applied)} training interactions forgotten; store now "
           f"train={counts['train']} valid={counts['valid']} test={counts['test']}")
     if ptr:
-        print(f"current checkpoint {ptr['name']} sha256={ptr['sha256']} graph={ptr['fingerprint']}")
+        print(f"current checkpoint {shown(ptr['name'])} sha256={shown(ptr['sha256'])} "
+              f"graph={shown(ptr['fingerprint'])}")
+    print(state)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from ..service import verified, verify_store
+
+    _existing_db(args.db)
+    with _store_errors(args.db):
+        checks = verify_store(args.db, args.checkpoint, args.anchor)
+    ok = verified(checks)
+    if args.json:
+        print(json.dumps({"verified": ok, "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        for c in checks:
+            print(c.line())
+        print("verified" if ok else "NOT verified")
+    return 0 if ok else 1
+
+
+def cmd_store_migrate(args) -> int:
+    from ..service import InteractionStore, Ledger
+
+    _existing_db(args.db)
+    with _store_errors(args.db):
+        with InteractionStore(args.db, readonly=True) as store:
+            was_chained = store.chained
+        with InteractionStore(args.db) as store:  # a writable open chains an unchained ledger
+            seq, head = Ledger(store.conn).head() or (0, None)
+    state = "was already chained" if was_chained else f"is chained now (chain row {seq})"
+    print(f"{args.db}: the ledger {state}; {seq} rows, head {head}")
     return 0
 
 
 # ---------------------------------------------------------------------------- parsers
 def register(subparsers) -> None:
-    """Add ``store``, ``forget`` and ``history`` to the ``graphforget`` command line."""
+    """Add ``store``, ``forget``, ``history`` and ``verify`` to the ``graphforget`` command line."""
     p = subparsers.add_parser("store", help="the deletion service's interaction store")
     ssub = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
     q = ssub.add_parser("import", help="import a dataset (and bind or train a model)")
@@ -192,6 +258,9 @@ def register(subparsers) -> None:
     q.add_argument("--device", default="cpu")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_store_import)
+    q = ssub.add_parser("migrate", help="chain the ledger of a store written before the chain")
+    q.add_argument("--db", required=True, metavar="SQLITE")
+    q.set_defaults(func=cmd_store_migrate)
 
     p = subparsers.add_parser("forget", help="forget interactions (atomic, logged in the ledger)")
     p.add_argument("--db", required=True, metavar="SQLITE")
@@ -219,3 +288,12 @@ def register(subparsers) -> None:
     p.add_argument("--request-id", default=None, metavar="ID", help="only this request")
     p.add_argument("--json", action="store_true", help="export the ledger as JSON")
     p.set_defaults(func=cmd_history)
+
+    p = subparsers.add_parser("verify", help="check a store for tampering (read-only; exit 1 if found)")
+    p.add_argument("--db", required=True, metavar="SQLITE")
+    p.add_argument("--checkpoint", default=None, metavar="CKPT",
+                   help="base checkpoint of the series: also check the checkpoint files")
+    p.add_argument("--anchor", default=None, metavar="HASH",
+                   help="a ledger row hash kept elsewhere (printed by forget): it must be in the chain")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(func=cmd_verify)

@@ -55,8 +55,9 @@ def read_edges(path: str | os.PathLike) -> Tensor:
     if bad:
         raise ValueError(f"{path}: expected internal ids (non-negative integers), got "
                          f"{len(bad)} other pairs, first: {bad[:5]}")
-    if any(len(u) > 18 or len(i) > 18 for u, i in pairs):
-        raise ValueError(f"{path}: an id is too large for an internal id")
+    huge = [f"{u} {i}" for u, i in pairs if len(u) > 18 or len(i) > 18]
+    if huge:
+        raise ValueError(f"{path}: an id is too large for an internal id, first: {huge[0][:60]!r}")
     return torch.tensor([[int(u), int(i)] for u, i in pairs], dtype=torch.long).t().contiguous()
 
 

@@ -170,7 +170,7 @@ def list_datasets(root: Optional[str | os.PathLike] = None) -> list[dict]:
     """The shipped demo and every registered data set: ``name``, ``format``, ``description``,
     ``urls``, ``on_disk`` (downloaded under the data root) and ``path``."""
     out = [{"name": "demo", "format": "lightgcn-txt",
-            "description": "Gowalla subsample shipped with the package (see datasets/README.md)",
+            "description": "Gowalla subsample shipped with the package: 1,944 users, 2,748 items, 38,708 train / 4,977 validation / 4,661 test interactions",
             "urls": [], "on_disk": (demo_path() / "train.txt.gz").is_file(), "path": str(demo_path())}]
     for name, spec in DATASETS.items():
         out.append({"name": name, "format": spec.format, "description": spec.description,

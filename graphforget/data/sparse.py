@@ -79,9 +79,14 @@ class NormalizedAdjacency:
         """The normalised adjacency as a ``torch.sparse_csr`` tensor (built once, cached)."""
         if self._csr is None:
             self._csr = grouped_csr(self.row, self.col, self.values, (self.num_nodes, self.num_nodes))
-        if device is None or torch.device(device) == self._csr.device:
+        if device is None:
             return self._csr
-        if self._csr_device is None or self._csr_device.device != torch.device(device):
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" is the current "cuda:N"
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self._csr.device:
+            return self._csr
+        if self._csr_device is None or self._csr_device.device != device:
             self._csr_device = self._csr.to(device)
         return self._csr_device
 

@@ -43,11 +43,20 @@ Request protocol (one request at a time per series: an exclusive ``flock`` on
 
 A crash (even SIGKILL) at any point leaves either the old state (pointer, tombstones and ledger
 unchanged; maybe an orphan checkpoint file) or the new state (all three updated). On start-up
-:meth:`Forgetter.reconcile` removes the orphans: every recorded file other than the current
-checkpoint (and the ledger's, with ``keep_history``) and the temp files of recorded names, then
-forgets them from ``files``; it verifies the current checkpoint's sha256 and its graph
-fingerprint against the store, loading it with ``weights_only=True``; a checkpoint that does not
-match the store is refused with ``ValueError``.
+:meth:`Forgetter.reconcile` first checks the store's integrity
+(:func:`~graphforget.service.verify.integrity_problem`: the ledger's hash chain, the tombstones
+against the digests the ledger recorded, no forgotten pair back in the interactions, the pointer
+is the ledger's latest checkpoint) and refuses to start with a one-line ``ValueError`` naming
+the first broken row and ``graphforget verify``; then it removes the orphans: every recorded
+file other than the current checkpoint (and the ledger's, with ``keep_history``) and the temp
+files of recorded names, then forgets them from ``files``; it verifies the current checkpoint's
+sha256 and its graph fingerprint against the store, loading it with ``weights_only=True``; a
+checkpoint that does not match the store is refused with ``ValueError``.
+
+Request ids are printable strings (no control characters: an id such as ``"\x1b[31m"`` or one
+with a newline is refused before anything is read), at most 200 characters. Each applied
+request's :class:`ForgetResult` carries ``ledger_hash``, the hash of its ledger row: keeping it
+outside the store anchors the chain (``graphforget verify --anchor HASH``).
 
 Whole users / items: :meth:`Forgetter.forget_user` / :meth:`forget_item` forget every training
 interaction of the user (item) and also purge their validation / test rows; the node keeps its
@@ -76,6 +85,7 @@ from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..unlearn import Unlearner, get_unlearner, method_key
 from .ledger import Ledger, LedgerEntry, jsonable
 from .store import InteractionStore
+from .verify import integrity_problem
 
 AuditFn = Callable[..., dict]
 
@@ -121,14 +131,15 @@ class ForgetResult:
     report: dict = field(default_factory=dict)
     audit_before: Optional[dict] = None
     audit_after: Optional[dict] = None
+    ledger_hash: Optional[str] = None  # hash of the request's ledger row (an anchor)
     replayed: bool = False
 
     @classmethod
     def from_entry(cls, e: LedgerEntry, replayed: bool) -> "ForgetResult":
-        names = {f.name for f in dc_fields(cls)} - {"replayed"}
+        names = {f.name for f in dc_fields(cls)} - {"replayed", "ledger_hash"}
         d = {k: getattr(e, k) for k in names}
         d["report"] = d["report"] or {}
-        return cls(**d, replayed=replayed)
+        return cls(**d, ledger_hash=e.hash, replayed=replayed)
 
     def summary(self) -> str:
         rep = self.report or {}
@@ -327,12 +338,18 @@ class Forgetter:
     def reconcile(self) -> dict:
         """Bring files in line with the store after a crash (see the module docstring).
 
-        Binds the base checkpoint on first use, checks the current checkpoint's sha256 and
-        graph fingerprint, loads it, and removes the orphans among the files the store recorded
+        Refuses a store that fails :func:`~graphforget.service.verify.integrity_problem`
+        (broken ledger chain, tombstones or pointer off the ledger, forgotten pairs back), binds
+        the base checkpoint on first use, checks the current checkpoint's sha256 and graph
+        fingerprint, loads it, and removes the orphans among the files the store recorded
         as its own (no other file is touched). Raises ``ValueError`` if the checkpoint is
         missing, modified or of another graph.
         """
         with self._locked():
+            problem = integrity_problem(self.store, self.ledger)
+            if problem:
+                raise ValueError(f"{self.store.path}: {problem}; run `graphforget verify --db "
+                                 f"{self.store.path}` for every check")
             graph = self.store.to_graph()
             series = self.checkpoint_path.name
             bound = self.store.get_meta("checkpoint_series")
@@ -410,8 +427,9 @@ class Forgetter:
 
     def _submit(self, kind: str, request: Any, request_id: Optional[str], resolve) -> ForgetResult:
         rid = new_request_id() if request_id is None else request_id
-        if not isinstance(rid, str) or not rid.strip() or len(rid) > 200:
-            raise ValueError(f"request id must be a non-empty string of at most 200 characters, got {rid!r}")
+        if not isinstance(rid, str) or not rid.strip() or len(rid) > 200 or not rid.isprintable():
+            raise ValueError("request id must be a non-empty printable string (no control "
+                             f"characters) of at most 200 characters, got {rid!r}")
         digest = _digest(kind, request)
         with self._locked():
             self._refresh()
@@ -654,9 +672,11 @@ class Forgetter:
         return self.ledger.history()
 
     def audit(self, request_id: str) -> dict:
-        """Ledger rows of ``request_id`` plus checks against the current state: none of its
-        pairs has a row in the store or an edge in the served graph, and whether its
-        checkpoint file is still present with the recorded sha256."""
+        """Ledger rows of ``request_id`` plus checks against the current state: its tombstones
+        are as many as the row recorded, none of its pairs has a row in the store or an edge in
+        the served graph, the store passes :func:`~graphforget.service.integrity_problem`
+        (``ledger_problem``, ``None`` when intact), and whether its checkpoint file is still
+        present with the recorded sha256. ``forgotten`` requires all but the last."""
         rows = self.ledger.history(request_id)
         if not rows:
             raise ValueError(f"unknown request id {request_id!r}")
@@ -669,12 +689,16 @@ class Forgetter:
         in_store = int(self.store.present(pairs).sum()) if pairs.shape[1] else 0
         in_graph = int(_keys_in(pairs, self.graph.train_edges, self.graph.num_items).sum())
         path = self.dir / applied.checkpoint
-        out.update({"pairs": int(pairs.shape[1]), "rows_in_store": in_store,
+        recorded = applied.num_edges + applied.num_heldout
+        problem = integrity_problem(self.store, self.ledger)
+        out.update({"pairs": int(pairs.shape[1]), "pairs_recorded": recorded,
+                    "rows_in_store": in_store, "ledger_problem": problem,
                     "edges_in_served_graph": in_graph, "checkpoint_present": path.exists(),
                     "checkpoint_sha256_ok": (file_sha256(path) == applied.checkpoint_sha256)
                     if path.exists() else None,
                     "is_current": applied.checkpoint == self.current["name"],
-                    "forgotten": in_store == 0 and in_graph == 0})
+                    "forgotten": in_store == 0 and in_graph == 0 and pairs.shape[1] == recorded
+                    and problem is None})
         return out
 
     def close(self) -> None:

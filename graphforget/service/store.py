@@ -17,15 +17,17 @@ holds
 * ``files(name, time)``: every checkpoint file the store's service wrote (or is about to write)
   in the checkpoint folder. A name is recorded *before* the file is created, so the service's
   clean-up touches only files recorded here, never a user's or another store's.
-* ``ledger``: the append-only request log of :mod:`graphforget.service.ledger`, in the same file
-  so a store change and its ledger row commit in one transaction (imports are logged too).
+* ``ledger``: the append-only, hash-chained request log of :mod:`graphforget.service.ledger`, in
+  the same file so a store change and its ledger row commit in one transaction (imports are
+  logged too). Each applied row's hash covers the tombstones it added.
 
 Every write runs inside :meth:`InteractionStore.transaction` (``BEGIN IMMEDIATE`` …
 ``COMMIT``, ``ROLLBACK`` on any exception); the connection is in autocommit mode so nothing is
 ever committed implicitly.
 
 A store is marked in the SQLite header: ``PRAGMA application_id`` is
-:data:`APPLICATION_ID` and ``PRAGMA user_version`` the schema version :data:`SCHEMA_VERSION`.
+:data:`APPLICATION_ID` and ``PRAGMA user_version`` the schema version :data:`SCHEMA_VERSION`
+(1: the first marked stores; 2: the ledger is hash-chained).
 Before anything is created or written, an existing file is inspected read-only (:func:`probe`):
 a directory, a file that is not SQLite or is damaged, an SQLite file of another program (another
 application id, or objects without graphforget's tables) and a store of a newer schema are
@@ -33,7 +35,11 @@ refused with a one-line ``ValueError`` naming the file, and nothing is written. 
 (zero bytes, or SQLite without any schema object) becomes a new store. A store written before
 stores were marked (application id 0 with graphforget's tables) is accepted; it is stamped on
 its first writable open, which also records the checkpoints its ledger names as its own (orphans
-that such a store's crashes left behind are never recorded, so they are not removed). With
+that such a store's crashes left behind are never recorded, so they are not removed). A store of
+schema version 1 (or unmarked) has an unchained ledger: the same first writable open chains it,
+in the same transaction (:meth:`~graphforget.service.Ledger.chain_existing`: rows rehashed as
+found, plus a ``chain`` row saying so; ``graphforget store migrate`` does just that). Read-only
+opens never chain; :func:`graphforget.service.verify_store` refuses an unchained store. With
 ``readonly=True`` the file is opened through a ``file:…?mode=ro`` URI and never written.
 """
 from __future__ import annotations
@@ -51,13 +57,13 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph, as_edge_tensor, edge_keys
 from ..data.interactions import Interactions
-from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry
+from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry, run_script
 
 SPLITS = ("train", "valid", "test")
 _CHUNK = 500  # host parameters per IN (...) query, well below SQLite's limit
 
 APPLICATION_ID = int.from_bytes(b"GFst", "big")  # 0x47467374, PRAGMA application_id of a store
-SCHEMA_VERSION = 1  # PRAGMA user_version
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2: the ledger is hash-chained
 _TABLES = frozenset({"meta", "users", "items", "interactions", "deleted", "ledger"})  # in every store
 
 SCHEMA = """
@@ -173,11 +179,17 @@ class InteractionStore:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA secure_delete=ON")  # overwrite deleted rows' content
         with self.transaction() as c:
-            for stmt in (SCHEMA + LEDGER_SCHEMA).split(";\n"):
-                if stmt.strip():
-                    c.execute(stmt)
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # under the write lock
+            unchained = version < SCHEMA_VERSION and c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
+            run_script(c, SCHEMA)
             if kind != "store":
                 self._stamp(c, adopt=kind == "unmarked")
+            if unchained:
+                Ledger(c).chain_existing(c, version)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            else:
+                run_script(c, LEDGER_SCHEMA)
 
     def _stamp(self, conn: sqlite3.Connection, adopt: bool) -> None:
         """Mark a new (or, with ``adopt``, an unmarked old) store inside ``conn``'s transaction."""
@@ -240,6 +252,12 @@ class InteractionStore:
         """Set a meta value inside the caller's transaction ``conn``."""
         conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                      "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, str(value)))
+
+    @property
+    def chained(self) -> bool:
+        """Whether the store's schema has the hash-chained ledger (always after a writable
+        open; a read-only open may find a store written before the chain)."""
+        return self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION
 
     @property
     def store_id(self) -> str:
@@ -518,6 +536,17 @@ class InteractionStore:
             args = [v for p in chunk for v in p] + ([split] if split else [])
             hit.update(self.conn.execute(f"SELECT user, item FROM interactions WHERE ({cond}){extra}", args))
         return torch.tensor([p in hit for p in pairs], dtype=torch.bool)
+
+    def forgotten_in_store(self, limit: int = 5) -> tuple[int, list[tuple[str, str, str]]]:
+        """Tombstoned pairs that have an interaction row again: their number and the first
+        ``limit`` as ``(raw user, raw item, request id)`` (one query each, nothing loaded)."""
+        back = ("FROM deleted d WHERE EXISTS (SELECT 1 FROM interactions i "
+                "WHERE i.user = d.user AND i.item = d.item)")
+        (n,) = self.conn.execute(f"SELECT COUNT(*) {back}").fetchone()
+        rows = self.conn.execute(f"SELECT d.user, d.item, d.request_id {back} "
+                                 "ORDER BY d.user, d.item LIMIT ?", (limit,)).fetchall()
+        users, items = self.raw_users([r[0] for r in rows]), self.raw_items([r[1] for r in rows])
+        return int(n), [(u, i, r[2]) for u, i, r in zip(users, items, rows)]
 
     def heldout_pairs(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None) -> Tensor:
         """Validation / test pairs ``[2, m]`` of the given users or items."""

@@ -133,9 +133,12 @@ def loss_kind(graph: InteractionGraph, config: TrainConfig) -> str:
 
 @torch.no_grad()
 def evaluate(model: RecModel, graph: InteractionGraph, split: str = "test", ks=(20,),
-             batch_size: int = 1024, device: str = "cpu", users=None) -> dict:
+             batch_size: int = 1024, device=None, users=None) -> dict:
     """Metrics of ``model`` on a split: top-K ranking (training items masked), plus AUC when
-    the graph is labelled. For ``split="test"`` validation items are masked too."""
+    the graph is labelled. For ``split="test"`` validation items are masked too. ``device``:
+    where to propagate, by default the model's own (a CUDA model with a CPU adjacency failed)."""
+    if device is None:
+        device = next(model.parameters()).device
     model.eval()
     out = model.propagate(graph.adj(device, next(model.parameters()).dtype)).float()
     uemb, iemb = model.split(out)
@@ -188,6 +191,13 @@ class Trainer:
             reg = model.batch_l2(u, i)
         return data + cfg.weight_decay * (reg / rows.numel() + model.extra_l2())
 
+    # data-parallel hooks (overridden by train.distributed.DistributedTrainer); one process: identity
+    def _reduce_loss(self, total: float) -> float:
+        return total
+
+    def _any_rank(self, flag: bool) -> bool:
+        return flag
+
     def fit(self, model: RecModel, graph: InteractionGraph) -> TrainResult:
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -235,6 +245,7 @@ class Trainer:
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * rows.numel()
+                total = self._reduce_loss(total)
                 train_seconds += time.perf_counter() - te
                 rec = {"epoch": epoch + 1, "loss": total / max(1, graph.num_train),
                        "seconds": round(time.perf_counter() - te, 4)}
@@ -258,7 +269,7 @@ class Trainer:
                     logf.flush()
                 if cfg.patience is not None and has_valid and bad >= cfg.patience:
                     break
-                if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+                if cfg.max_seconds is not None and self._any_rank(time.perf_counter() - t0 > cfg.max_seconds):
                     break
         finally:
             if logf:
@@ -288,13 +299,18 @@ class Trainer:
 def train(model: RecModel, graph: InteractionGraph, config: Optional[TrainConfig] = None,
           checkpoint: Optional[str] = None, **overrides) -> TrainResult:
     """Train ``model`` on ``graph``; write the best model to ``checkpoint`` if given."""
+    from . import distributed
+
     trainer = Trainer(config, **overrides)
+    if distributed.is_distributed():  # a process group (torchrun): data-parallel, rank 0 writes
+        trainer = distributed.DistributedTrainer(trainer.config)
     result = trainer.fit(model, graph)
-    if checkpoint:
+    if checkpoint and distributed.rank() == 0:
         from .checkpoint import save_checkpoint
 
         Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(checkpoint, model.cpu(), graph,
                         extra={"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                                "stationarity": result.stationarity, "finish": result.finish})
+    distributed.barrier()  # the other ranks return once the checkpoint is complete
     return result

@@ -50,10 +50,52 @@ def method_key(method) -> str:
     return method.lower()
 
 
+class OptionError(ValueError, TypeError):
+    """An option a method does not take, or of the wrong type: a ``ValueError`` (bad input,
+    one line naming it) that is also the ``TypeError`` Python raises for a bad keyword."""
+
+
 def get_unlearner(method: str, **options) -> Unlearner:
-    """Instantiate an unlearning method by name with its options."""
-    module, cls = METHODS[method_key(method)].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    """Instantiate an unlearning method by name with its options.
+
+    ``ValueError`` for an unknown method and for option values the constructor refuses;
+    :class:`OptionError` (a ``ValueError`` and ``TypeError``) for an option the method does not
+    take, naming it and the method's options (from its constructor's signature), or a value
+    of the wrong type."""
+    key = method_key(method)
+    module, cls = METHODS[key].split(":")
+    klass = getattr(importlib.import_module(module), cls)
+    valid = _options_of(klass)
+    unknown = [name for name in options if valid is not None and name not in valid]
+    if unknown:
+        raise OptionError(f"method {key!r} has no option{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}; its options: {', '.join(valid)}")
+    try:
+        return klass(**options)
+    except TypeError as exc:  # a value of the wrong type, or an option the signature hid
+        raise OptionError(f"method {key!r}: bad options {options}: {exc}") from exc
+
+
+def _options_of(klass) -> "list[str] | None":
+    """Keyword options ``klass(...)`` takes: its ``__init__`` parameters and, while one passes
+    ``**options`` on, those of the base classes' (``None`` if every keyword is accepted)."""
+    import inspect
+
+    names: list[str] = []
+    for base in klass.__mro__:
+        init = base.__dict__.get("__init__")
+        if init is None:
+            continue
+        if base is object or base is Unlearner:  # Unlearner keeps any remaining keywords
+            return None if base is Unlearner else names
+        passes_on = False
+        for p in list(inspect.signature(init).parameters.values())[1:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                names.append(p.name)
+            passes_on |= p.kind is p.VAR_KEYWORD
+        if not passes_on:
+            return names
+    return names
 
 
 def load_methods(methods=None) -> None:

@@ -51,7 +51,7 @@ from ..models import MF, NGCF, LightGCN, RecModel
 from ..train.objective import sample_losses, split_samples
 from .base import Timer, Unlearner, UnlearnReport, objective_for, stationarity_note
 from .blocks import BlockCurvature
-from .influence import untouched_rows
+from .influence import coupled_rows, untouched_rows
 from .linalg import batched_block_solve
 
 BLOCK_ORDERS = {"alternate": ("users", "items"), "users": ("users",), "items": ("items",)}
@@ -76,6 +76,10 @@ class AltEraser(Unlearner):
         max_backtracks: δ increases (×4) tried before a block update is skipped.
         paths: LightGCN block-Hessian approximation, ``"neighbours"`` (self path plus the
             one-hop paths) or ``"self"`` (self path only).
+        coupling: hops of rows sharing a sample with the affected rows that are optimised too
+            (:func:`~graphforget.unlearn.influence.coupled_rows`; 0 = the paper's affected
+            rows). For MF the affected rows are only the deleted edges' endpoints, while the
+            new minimiser moves every row coupled to them through a sample.
         seed: seed of the fresh draws for rows left without any sample.
     """
 
@@ -85,7 +89,7 @@ class AltEraser(Unlearner):
                  blocks: str = "alternate", weight_decay: Optional[float] = None, loss: str = "auto",
                  negatives: Optional[int] = None, negative_seed: Optional[int] = None,
                  line_search: bool = True, max_backtracks: int = 12, paths: str = "neighbours",
-                 seed: int = 0) -> None:
+                 coupling: int = 0, seed: int = 0) -> None:
         if int(rounds) < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
         if not tol >= 0 or not damping >= 0 or not (weight_decay is None or weight_decay >= 0):
@@ -96,15 +100,17 @@ class AltEraser(Unlearner):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
         if paths not in ("self", "neighbours"):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
+        if int(coupling) < 0:
+            raise ValueError(f"coupling must be >= 0, got {coupling}")
         super().__init__(seed=seed, rounds=int(rounds), tol=tol, damping=damping, blocks=blocks,
                          weight_decay=weight_decay, loss=loss, negatives=negatives,
                          negative_seed=negative_seed, line_search=line_search,
-                         max_backtracks=int(max_backtracks), paths=paths)
+                         max_backtracks=int(max_backtracks), paths=paths, coupling=int(coupling))
         self.rounds, self.tol, self.damping = int(rounds), float(tol), float(damping)
         self.blocks, self.weight_decay, self.loss = blocks, weight_decay, loss
         self.negatives, self.negative_seed = negatives, negative_seed
         self.line_search, self.max_backtracks = bool(line_search), int(max_backtracks)
-        self.paths = paths
+        self.paths, self.coupling = paths, int(coupling)
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,
                  report: UnlearnReport, timer: Timer) -> InteractionGraph:
@@ -124,6 +130,8 @@ class AltEraser(Unlearner):
             adj = adj if adj.dtype == dtype else adj.to(dtype)
             samples = split_samples(objective, graph, new_graph, edges).remaining
             affected = graph.khop_nodes(edges, k_layers)
+            if self.coupling:  # rows the new objective's Hessian couples to the affected ones
+                affected = coupled_rows(affected, samples, nu, graph.num_nodes, self.coupling)
             region = affected
             if k_layers > 0:  # rows whose representation depends on an affected ego row
                 region = khop(new_graph.adjacency, affected, k_layers)

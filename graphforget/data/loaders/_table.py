@@ -1,12 +1,19 @@
 """Shared machinery of the delimited-text loaders: read rows, check them, map raw ids.
 
-Every loader reads its file with :mod:`csv` into a list of rows, checks the column count of all
-rows at once, converts whole columns with numpy, and maps raw ids to contiguous internal ids in
-order of first appearance (``np.unique`` + first-occurrence ranks, no per-row Python). Errors
-name the file and its 1-based line number.
+Two parsers with the same results. The vectorised one (:mod:`._fast`: field offsets found on
+the file's bytes with numpy, numbers converted by digit position, ids by ``np.unique`` /
+first-occurrence tables, raw ids decoded once per distinct id) is tried first. The reference
+one reads the file with :mod:`csv` into a list of rows, converts whole columns with numpy and
+maps raw ids in order of first appearance; it runs when the fast path reports
+:class:`~._fast.Fallback` (quotes inside fields, NUL bytes, exotic number syntax, and every
+malformed file: its errors name the file and its 1-based line number). Loaders wrapped in
+:func:`vectorised` retry with the reference parser on ``Fallback``;
+:func:`reference_parser` forces it (tests, benchmarks).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import functools
 import gc
@@ -19,6 +26,51 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from ..interactions import Interactions
+from ._fast import Fallback, FastTable
+
+#: set while the reference (csv) parser is forced: by :func:`reference_parser` or a retry
+_REFERENCE = contextvars.ContextVar("graphforget_reference_parser", default=False)
+
+
+@contextlib.contextmanager
+def reference_parser():
+    """Within this block every loader uses the reference :mod:`csv` / per-token parser."""
+    token = _REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def use_fast_path() -> bool:
+    return not _REFERENCE.get()
+
+
+def vectorised(loader):
+    """Run ``loader`` with the vectorised parser; on :class:`Fallback` run it again with the
+    reference parser (which gives the same result, or the error with file and line)."""
+    @functools.wraps(loader)
+    def wrapper(*args, **kwargs):
+        if not use_fast_path():
+            return loader(*args, **kwargs)
+        try:
+            return loader(*args, **kwargs)
+        except Fallback:
+            with reference_parser():
+                return loader(*args, **kwargs)
+    return wrapper
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a file, ``*.gz`` decompressed; :class:`Fallback` if that fails (the
+    reference reader then raises its own error)."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError):
+        raise Fallback("unreadable") from None
 
 
 def gc_paused(fn):
@@ -67,6 +119,10 @@ class Table:
             self._columns = list(zip(*self.rows))
         return self._columns[idx]
 
+    @property
+    def width(self) -> int:
+        return len(self.header) if self.header is not None else len(self.rows[0]) if self.rows else 0
+
     def line_of(self, r: int) -> int:
         return int(self.lines[r])
 
@@ -77,13 +133,21 @@ class Table:
 
 @gc_paused
 def read_table(path: str | os.PathLike, sep: str, header: bool, encoding: str = "utf-8",
-               quoting: int = csv.QUOTE_MINIMAL, replace: Optional[str] = None) -> Table:
-    """Read a delimited file into a :class:`Table`; blank lines are skipped.
+               quoting: int = csv.QUOTE_MINIMAL, replace: Optional[str] = None) -> Table | FastTable:
+    """Read a delimited file into a :class:`~._fast.FastTable` (vectorised) or, where that does
+    not apply or :func:`reference_parser` is active, a :class:`Table` of :mod:`csv` rows;
+    blank lines are skipped.
 
     ``replace`` (a multi-character separator such as MovieLens-1M's ``::``) is rewritten to
     ``sep`` before parsing, since :mod:`csv` only splits on one character.
     """
     p = check_file(path)
+    if use_fast_path() and quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+        try:
+            return FastTable(p, read_bytes(p), sep, header, encoding,
+                             quoting=quoting == csv.QUOTE_MINIMAL, replace=replace)
+        except Fallback:
+            pass
 
     def parse(track_lines: bool) -> tuple[list[list[str]], list[int]]:
         with open_text(p, encoding) as f:
@@ -126,6 +190,10 @@ def read_table(path: str | os.PathLike, sep: str, header: bool, encoding: str = 
 
 def check_width(table: Table, ncols: Optional[int] = None) -> int:
     """Require every row to have ``ncols`` fields (default: the header's or the first row's)."""
+    if isinstance(table, FastTable):  # rows all have table.width fields
+        if ncols is not None and ncols != table.width:
+            raise Fallback("width")
+        return table.width
     if not table.rows:
         raise ValueError(f"{table.path}: no interaction rows")
     if ncols is None:
@@ -141,7 +209,7 @@ def check_width(table: Table, ncols: Optional[int] = None) -> int:
 def column_index(table: Table, name: str | int, what: str) -> int:
     """Position of a column given by header name (or by index for headerless files)."""
     if isinstance(name, int):
-        width = len(table.header) if table.header is not None else len(table.rows[0]) if table.rows else 0
+        width = table.width
         if not 0 <= name < max(width, 1):
             raise ValueError(f"{table.path}:1: {what} column index {name} out of range 0..{width - 1}")
         return name
@@ -213,6 +281,18 @@ def from_columns(table: Table, user: int, item: int, rating: Optional[int] = Non
                  timestamp: Optional[int] = None, rating_name: str = "rating",
                  time_name: str = "timestamp") -> Interactions:
     """:class:`Interactions` from column positions of a width-checked table."""
+    if isinstance(table, FastTable):
+        import torch
+
+        r = None if rating is None else table.numeric(rating)
+        t = None if timestamp is None else table.numeric(timestamp, integer=True)
+        u, user_ids = table.ids(user)
+        i, item_ids = table.ids(item)
+        return Interactions(
+            users=torch.from_numpy(u), items=torch.from_numpy(i),
+            ratings=None if r is None else torch.from_numpy(r.astype(np.float32)),
+            timestamps=None if t is None else torch.from_numpy(t),
+            user_ids=user_ids, item_ids=item_ids, source=str(table.path))
     r = None if rating is None else numeric(table, table.column(rating), rating_name)
     t = None if timestamp is None else numeric(table, table.column(timestamp), time_name, integer=True)
     return build(table, table.column(user), table.column(item), r, t)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from ..interactions import Interactions
-from ._table import check_width, from_columns, read_table
+from ._table import check_width, from_columns, read_table, vectorised
 
 
+@vectorised
 def load_amazon_ratings(path: str | os.PathLike) -> Interactions:
     """Read a headerless ``user,item,rating,timestamp`` CSV (ratings 1–5, unix seconds).
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 
 from ..interactions import Interactions
-from ._table import check_width, column_index, from_columns, read_table
+from ._table import check_width, column_index, from_columns, read_table, vectorised
 
 
+@vectorised
 def load_bookcrossing(path: str | os.PathLike, encoding: str = "iso-8859-1") -> Interactions:
     """Read ``BX-Book-Ratings.csv`` (users, ISBNs as raw item ids, ratings; no timestamps).
 

@@ -5,7 +5,8 @@ import os
 from typing import Optional
 
 from ..interactions import Interactions
-from ._table import check_file, check_width, column_index, from_columns, open_text, read_table
+from ._table import (check_file, check_width, column_index, from_columns, open_text, read_table,
+                     vectorised)
 
 SNIFF_SEPARATORS = (",", "\t", ";")
 
@@ -22,6 +23,7 @@ def sniff_separator(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     return SNIFF_SEPARATORS[counts.index(max(counts))]
 
 
+@vectorised
 def load_csv(path: str | os.PathLike, user_col: str | int, item_col: str | int,
              rating_col: Optional[str | int] = None, time_col: Optional[str | int] = None,
              sep: Optional[str] = None, encoding: str = "utf-8", header: bool = True) -> Interactions:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from ..interactions import Interactions
-from ._table import check_width, from_columns, read_table
+from ._table import check_width, from_columns, read_table, vectorised
 
 
+@vectorised
 def load_lastfm(path: str | os.PathLike) -> Interactions:
     """Read one ``user<TAB>item<TAB>count`` file; the play count becomes ``ratings``.
 

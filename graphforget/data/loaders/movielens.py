@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from ..interactions import Interactions
-from ._table import check_file, check_width, column_index, from_columns, open_text, read_table
+from ._table import (check_file, check_width, column_index, from_columns, open_text, read_table,
+                     vectorised)
 
 MOVIELENS_FILES = ("ratings.csv", "ratings.dat", "u.data")
 
@@ -42,6 +43,7 @@ def _layout(path: Path) -> str:
                      f"'::' or tab separators), got {first.strip()[:80]!r}")
 
 
+@vectorised
 def load_movielens(path: str | os.PathLike) -> Interactions:
     """Read MovieLens ratings (``ratings.csv`` / ``ratings.dat`` / ``u.data``, detected by name,
     or by the first line for a renamed file). ``path`` may be the file or a folder holding it

@@ -15,9 +15,10 @@ import csv
 import os
 
 from ..interactions import Interactions
-from ._table import check_width, column_index, from_columns, read_table
+from ._table import check_width, column_index, from_columns, read_table, vectorised
 
 
+@vectorised
 def load_recbole_inter(path: str | os.PathLike, user_field: str = "user_id",
                        item_field: str = "item_id", rating_field: str = "rating",
                        time_field: str = "timestamp") -> Interactions:
