@@ -91,3 +91,29 @@ def test_path_specs(tmp_path):
     inter.write_text("user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u in range(8) for i in range(8)))
     gi = load_dataset(inter)
     assert gi.num_users == 8 and gi.num_train + gi.valid_edges.shape[1] + gi.test_edges.shape[1] == 64
+
+
+def test_pinned_hashes_and_verification_listing(capsys):
+    from graphforget import cli
+
+    for spec in DATASETS.values():
+        assert set(spec.sha256) <= set(spec.files)
+        for h in spec.sha256.values():
+            assert h is None or (len(h) == 64 and h == h.lower() and int(h, 16) >= 0)
+    assert DATASETS["lastfm"].verification() == "sha256 pinned"
+    assert DATASETS["gowalla"].verification() == "unverified: train.txt"
+    for name in ("ml-100k", "ml-1m", "ml-latest-small"):
+        assert DATASETS[name].verification() == "unverified"
+    listing = {d["name"]: d["sha256"] for d in list_datasets()}
+    assert listing["ml-1m"] == "unverified" and listing["demo"] == "shipped"
+    assert cli.main(["datasets", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "sha256" in out.splitlines()[0]
+    ml = next(line for line in out.splitlines() if line.startswith("ml-1m "))
+    assert "unverified" in ml
+
+
+def test_lastfm_pins_match_the_public_copy():
+    folder = shared("lastfm")
+    for fname, expected in DATASETS["lastfm"].sha256.items():
+        assert sha256_file(folder / fname) == expected

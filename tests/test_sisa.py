@@ -15,9 +15,9 @@ from graphforget.models import MF, build_model
 from graphforget.models.ensemble import AttentionAggregator, ShardedRecommender
 from graphforget.train import TrainConfig, evaluate, train
 from graphforget.unlearn import get_unlearner, unlearn
-from graphforget.unlearn.partition import (balanced_kmeans, capacitated_assign, fit_sharded,
-                                           partition_edges, random_partition, shard_capacity,
-                                           train_aggregator)
+from graphforget.train.sharding import (balanced_kmeans, capacitated_assign, fit_sharded,
+                                        partition_edges, random_partition, shard_capacity,
+                                        train_aggregator)
 
 CFG = TrainConfig(epochs=3, batch_size=128, lr=0.01, patience=None, progress=False, eval_every=1)
 

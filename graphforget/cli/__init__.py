@@ -15,6 +15,14 @@ the library, a method's ``FloatingPointError``, the service's ``UnlearningFailed
 traceback; commands check their output paths and ``--device`` before any work, so a refused
 command writes nothing.
 
+``-v/--verbose`` (DEBUG logging) and ``-q/--quiet`` (WARNING, no progress bars) go before any
+command, or after the commands added through :func:`add_command`. ``train``, ``unlearn`` and
+``reproduce`` take ``--config FILE.toml``: its keys are the command's long option names (dashes
+or underscores), applied as defaults that flags on the command line override; an unknown key, a
+bad value, a directory or malformed TOML is refused in one line (status 2). ``--help`` shows
+every option's default. A closed stdout (``graphforget datasets list | head -1``) ends the
+command quietly with status 141 (128 + SIGPIPE, as a shell reports for coreutils and git).
+
 Examples::
 
     graphforget datasets list
@@ -261,13 +269,159 @@ def cmd_datasets(args) -> int:
     else:
         from ..data.download import download
 
+        extra = {"sha256": args.sha256} if args.sha256 else {}
         path = download(args.name, root=args.root, url=args.url, force=args.force,
-                                 progress=not args.quiet)
+                        progress=not args.quiet, **extra)
         print(f"{args.name}: {path}")
     return 0
 
 
 # ---------------------------------------------------------------------------- parser
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default (``(default: X)``) unless its text already names one;
+    descriptions and epilogs keep their line breaks. Flags (``store_true``) and options whose
+    default is ``None`` (their help says what happens then) get no suffix."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or action.nargs == 0
+                or (not action.option_strings and action.nargs not in ("?", "*"))):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
+#: Subcommands that take ``--config FILE.toml`` (see :func:`_apply_config`).
+CONFIG_COMMANDS = ("train", "unlearn", "reproduce")
+
+
+def _common_parent() -> argparse.ArgumentParser:
+    """``-v/--verbose`` and ``-q/--quiet`` as given after a subcommand (``graphforget train -q``);
+    defaults ``SUPPRESS`` so they never overwrite the same options given before the command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="log warnings only and show no progress bars")
+    return parent
+
+
+def add_command(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+    """``subparsers.add_parser(name, ...)`` with the shared ``-v``/``-q`` options and the help
+    formatter showing defaults; commands in :data:`CONFIG_COMMANDS` also get ``--config``."""
+    kwargs.setdefault("formatter_class", _Formatter)
+    p = subparsers.add_parser(name, parents=[_common_parent(), *kwargs.pop("parents", [])], **kwargs)
+    if name in CONFIG_COMMANDS:
+        p.add_argument("--config", default=None, metavar="FILE.toml",
+                       help="TOML file of defaults for this command's options (keys: the long "
+                            "option names, dashes or underscores); flags given here override it")
+    return p
+
+
+def _config_values(path: str, parser: argparse.ArgumentParser, command: str) -> dict:
+    """The ``dest -> value`` defaults in TOML file ``path`` for subcommand ``parser``; a
+    ``ValueError`` naming the file (and the key) for a missing file, a directory, malformed
+    TOML, an unknown key or a bad value."""
+    import tomllib
+
+    where = f"--config {path}"
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{where}: is a directory, expected a TOML file")
+    try:
+        with open(file, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: cannot read: {exc}") from None
+    actions = {opt: a for a in parser._actions for opt in a.option_strings if opt.startswith("--")}
+    values: dict = {}
+    for key, value in doc.items():
+        action = actions.get("--" + key.replace("_", "-"))
+        if action is None or action.dest in ("help", "config") or isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction)):
+            raise ValueError(f"{where}: unknown key {key!r} (not an option of "
+                             f"`graphforget {command}`)")
+        flag = action.option_strings[-1] if len(action.option_strings) == 1 else "--" + key.replace("_", "-")
+        if isinstance(value, dict):
+            raise ValueError(f"{where}: key {key!r}: expected a value, not a table")
+        if action.nargs == 0:  # store_true / store_false flags
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: key {key!r}: expected true or false, got {value!r}")
+            values[action.dest] = action.const if value else (
+                not action.const if isinstance(action.const, bool) else None)
+            continue
+        many = action.nargs in ("+", "*") or isinstance(action.nargs, int) or isinstance(
+            action, argparse._AppendAction)
+        items = value if isinstance(value, list) else [value]
+        if not many and isinstance(value, list):
+            raise ValueError(f"{where}: key {key!r}: expected one value, got a list")
+        if action.nargs == "+" and not items:
+            raise ValueError(f"{where}: key {key!r}: expected at least one value")
+        converted = []
+        for item in items:
+            if isinstance(item, (dict, list)) or (isinstance(item, bool) and action.type is not None):
+                raise ValueError(f"{where}: key {key!r}: invalid value {item!r}")
+            try:
+                v = parser._get_value(action, str(item))
+                parser._check_value(action, v)
+            except argparse.ArgumentError as exc:
+                raise ValueError(f"{where}: key {key!r}: {exc.message}") from None
+            converted.append(v)
+        values[action.dest] = converted if many else converted[0]
+    return values
+
+
+def _given(argv: Sequence[str], action) -> bool:
+    """Whether one of ``action``'s option strings appears in ``argv`` (as ``--x`` or ``--x=v``)."""
+    return any(tok.split("=", 1)[0] in action.option_strings for tok in argv if tok.startswith("-"))
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]):
+    """``parser.parse_args(argv)``, with ``--config FILE.toml`` of a command in
+    :data:`CONFIG_COMMANDS` read first and applied with ``set_defaults`` (so flags on the command
+    line override it); options required on the command line may come from the file instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    pos = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
+    if sub is None or pos is None or argv[pos] not in CONFIG_COMMANDS or "--" in argv[:pos]:
+        return parser.parse_args(argv)
+    command, rest = argv[pos], argv[pos + 1:]
+    cmd = sub.choices[command]
+    rest = rest[:rest.index("--")] if "--" in rest else rest
+    path = None
+    for i, tok in enumerate(rest):  # --config X, --config=X, or an unambiguous prefix of it
+        name, eq, value = tok.partition("=")
+        if len(name) > 2 and "--config".startswith(name) and not any(
+                o.startswith(name) and o != "--config" for o in cmd._option_string_actions):
+            path = value if eq else (rest[i + 1] if i + 1 < len(rest) else None)
+    if path is None:
+        return parser.parse_args(argv)
+    values = _config_values(path, cmd, command)
+    for group in cmd._mutually_exclusive_groups:  # a member given here replaces the file's
+        if any(_given(rest, a) for a in group._group_actions):
+            for a in group._group_actions:
+                if not _given(rest, a):
+                    values.pop(a.dest, None)
+        present = [a for a in group._group_actions if a.dest in values]
+        if len(present) > 1:
+            raise ValueError(f"--config {path}: keys {', '.join(a.dest for a in present)} are "
+                             "mutually exclusive")
+        if present:
+            group.required = False
+    for action in cmd._actions:
+        if action.dest in values and action.option_strings:
+            action.required = False
+    cmd.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="SPEC",
                    help="registered dataset name or a path to a data folder/file")
@@ -281,21 +435,29 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphforget",
-        description="Train graph recommenders and make them forget interactions.")
+        description="Train graph recommenders and make them forget interactions.",
+        epilog="-v/--verbose and -q/--quiet go before any command, or after train, evaluate, "
+               "unlearn, audit or reproduce.")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
+    parser.add_argument("-v", "--verbose", dest="global_verbose", action="store_true",
+                        help="debug logging")
+    parser.add_argument("-q", "--quiet", dest="global_quiet", action="store_true",
+                        help="log warnings only and show no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("train", help="train a recommender and write a checkpoint")
+    p = add_command(sub, "train", help="train a recommender and write a checkpoint")
     _data_args(p)
-    p.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default="lightgcn")
+    p.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default="lightgcn",
+                   help="architecture")
     p.add_argument("--layers", type=int, default=3, help="propagation layers (default 3)")
     p.add_argument("--dim", type=_positive(int), default=64, help="embedding size (default 64)")
     p.add_argument("--init-std", type=_positive(float), default=0.1,
                    help="std of the Gaussian initialisation (default 0.1)")
     p.add_argument("--epochs", type=_positive(int), default=100, help="epoch cap (default 100)")
-    p.add_argument("--batch-size", type=_positive(int), default=2048, help="default 2048")
+    p.add_argument("--batch-size", type=_positive(int), default=2048,
+                   help="training pairs per step (default 2048)")
     p.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--l2", "--weight-decay", dest="l2", type=_l2, default=1e-4, metavar="L2|auto",
                    help="λ of the L2 term (default 1e-4); 'auto': the best of a log grid on "
@@ -310,21 +472,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixed negatives per positive of the objective (default 8)")
     p.add_argument("--negative-seed", type=_seed, default=0, help="seed of the fixed negatives (default 0)")
     p.add_argument("--loss", choices=["auto", "bpr", "bce"], default="auto",
-                   help="auto: BCE on labelled data, else BPR")
+                   help="auto: BCE on labelled data, else BPR (default auto)")
     p.add_argument("--patience", type=int, default=10,
                    help="evaluations without improvement before stopping; 0 disables (default 10)")
-    p.add_argument("--eval-every", type=_positive(int), default=1)
+    p.add_argument("--eval-every", type=_positive(int), default=1,
+                   help="epochs between validation evaluations")
     p.add_argument("--metric", default=None,
                    help="validation metric for early stopping (default recall@max(ks))")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
     p.add_argument("--log", default=None, metavar="JSONL", help="append one JSON line per epoch")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train)  # -q/--quiet (no progress bar) comes with add_command
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
+    p = add_command(sub, "evaluate", help="evaluate a checkpoint on a dataset split")
     p.add_argument("checkpoint", metavar="CKPT")
     _data_args(p)
-    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--split", choices=["valid", "test"], default="test", help="split to rank")
     p.add_argument("--batch-size", type=_positive(int), default=1024, help="users per ranking batch")
     p.add_argument("--json", default=None, metavar="OUT",
                    help="also write the metrics and the recipe's stationarity as JSON")
@@ -339,7 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("download", help="fetch a dataset into the cache")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--root", default=None, metavar="DIR")
-    q.add_argument("--url", default=None, help="download from this URL instead")
+    q.add_argument("--url", default=None, metavar="URL",
+                   help="base URL of a mirror (https:// or http:// only); files without a "
+                        "pinned or --sha256 hash are reported unverified")
+    q.add_argument("--sha256", action="append", default=None, metavar="HEX|FILE=HEX",
+                   help="expected sha256 (repeat FILE=HEX for data sets of several files); "
+                        "a mismatch is refused")
     q.add_argument("--force", action="store_true", help="download again even if cached")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_datasets)
@@ -360,16 +527,35 @@ class _StderrHandler(__import__("logging").Handler):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (argparse usage errors exit with 2)."""
+    """Run the command line; returns the exit status (argparse usage errors exit with 2).
+
+    ``-q``/``-v`` (before or after the command) set the ``graphforget`` logger to WARNING /
+    DEBUG (INFO otherwise); ``-q`` also sets ``args.quiet`` (no progress bars). A closed stdout
+    (``graphforget ... | head -1``) ends the command quietly with status 141 (128 + SIGPIPE,
+    what a shell reports for coreutils killed by the signal), without a traceback."""
     import logging
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = _parse_args(parser, argv)
+    except ValueError as exc:  # --config FILE: unreadable, malformed, unknown key
+        print(f"graphforget: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    args.quiet = bool(getattr(args, "quiet", False) or args.global_quiet)
+    args.verbose = bool(getattr(args, "verbose", False) or args.global_verbose)
+    if args.quiet and args.verbose:
+        parser.error("-q/--quiet and -v/--verbose exclude each other")
     logger = logging.getLogger("graphforget")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
-    logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    logger.setLevel(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
     try:
-        code = args.func(args)
+        try:
+            code = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        except BrokenPipeError:
+            _silence_stdout()
+            return 141
     except (ValueError, OSError, FloatingPointError) as exc:  # OSError: FileNotFoundError too
         print(f"graphforget: error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -379,6 +565,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"graphforget: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 0 if code is None else int(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at ``os.devnull`` after its reader went away, so that nothing more (nor the
+    interpreter's flush at exit) raises ``BrokenPipeError``."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if fd is not None:
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    else:
+        sys.stdout = os.fdopen(devnull, "w")
 
 
 def _one_line(exc: BaseException) -> str:

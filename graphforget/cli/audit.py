@@ -28,9 +28,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from . import _positive, _seed
+    from . import _positive, _seed, add_command
 
-    p = subparsers.add_parser("audit", help="audit that an unlearned checkpoint forgot",
+    p = add_command(subparsers, "audit", help="audit that an unlearned checkpoint forgot",
                               description="Compares the unlearned model with the original (do "
                                           "nothing), an independent retrain and a control retrain: "
                                           "utility (overall and on test pairs of the deletion's "
@@ -123,7 +123,7 @@ def _run(args) -> int:
     retrains = [m.to(device) for m in retrains] if retrains else retrains
     report = audit(original, unlearned, graph_before, graph_after, edges, retrains=retrains,
                    reference=reference, shadows=args.shadows, ks=args.ks, seed=args.seed,
-                   log=lambda line: print(line, file=sys.stderr, flush=True))
+                   log=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
     print(report.summary())
     if args.json:
         out = Path(args.json)

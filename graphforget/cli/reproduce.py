@@ -6,17 +6,18 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from . import _seed
+    from . import _seed, add_command
 
-    p = subparsers.add_parser("reproduce", help="reproduce a paper table (ifru | alteraser)",
+    p = add_command(subparsers, "reproduce", help="reproduce a paper table (ifru | alteraser)",
                               description="Run a paper table and write CSV, Markdown, JSON "
                                           "metadata and a plot under --out.")
-    p.add_argument("table", choices=["ifru", "alteraser"])
+    p.add_argument("table", choices=["ifru", "alteraser"], help="the paper whose table to run")
     p.add_argument("--data-root", default=os.environ.get("GRAPHFORGET_DATA"),
                    help="folder holding the data sets (e.g. ../shared/data); default $GRAPHFORGET_DATA")
     p.add_argument("--out", default="experiments/results", help="output folder")
-    p.add_argument("--preset", default="full", choices=["full", "smoke"])
-    p.add_argument("--seeds", type=_seed, nargs="+")
+    p.add_argument("--preset", default="full", choices=["full", "smoke"],
+                   help="full: the paper's settings; smoke: a minutes-long check")
+    p.add_argument("--seeds", type=_seed, nargs="+", help="seeds to run (default: the preset's)")
     p.add_argument("--epochs", type=int, help="most epochs of early stopping (default: the preset's)")
     p.add_argument("--until", default="early_stop", choices=["early_stop", "stationary"],
                    help="training recipe of the original and of every retrain (default early_stop)")
@@ -25,15 +26,15 @@ def register(subparsers) -> None:
     p.add_argument("--shadows", type=int, default=None,
                    help="U-MIA shadow retrains per setting (default: 16, smoke preset 2)")
     p.add_argument("--methods", nargs="+", help="method specs, e.g. ifru:k=1 alteraser:rounds=3")
-    p.add_argument("--datasets", nargs="+")
+    p.add_argument("--datasets", nargs="+", help="subset of the preset's data sets (default: all)")
     p.add_argument("--models", nargs="+", help="subset of the preset's models: mf, lightgcn, lightgcn-<layers>")
     p.add_argument("--deletions", nargs="+",
                    help="subset of the alteraser preset's deletions: random:0.01 random:0.05 users:10")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true",
                    help="reuse the settings already finished in OUT/<table>.rows.jsonl (same data, "
                         "model, deletion, seed, methods and training config) instead of recomputing them")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (as -q)")
     p.set_defaults(func=_run)
 
 
@@ -80,5 +81,5 @@ def _run(args) -> int:
               epochs=args.epochs, methods=args.methods, datasets=args.datasets, models=args.models,
               deletions=args.deletions, resume=args.resume, until=args.until, l2=args.l2,
               shadows=args.shadows,
-              device=args.device, progress=not args.no_progress)
+              device=args.device, progress=not (args.no_progress or args.quiet))
     return 0

@@ -1,5 +1,5 @@
-"""CLI subcommands of the deletion service: ``store import``, ``store migrate``, ``forget``,
-``history``, ``verify``.
+"""CLI subcommands of the deletion service: ``store import``, ``store migrate``,
+``store rebind``, ``store retrain``, ``forget``, ``history``, ``verify``.
 
 Plugged into :mod:`graphforget.cli` through ``COMMAND_MODULES`` (``register(subparsers)``;
 handlers return an exit code, ``ValueError`` / ``FileNotFoundError`` become
@@ -20,6 +20,22 @@ verified, 1 when a check fails, 2 on bad input (``--json``: the same as one JSON
 ``store migrate`` chains the ledger of a store written before the chain (any writable open does
 it too).
 
+``store import`` into a store that already holds data only re-imports the same rows (a reload:
+forgotten rows stay forgotten). Anything that would make the store unusable is refused in one
+line (exit 2) before the store or a checkpoint is written: rows, users or items the store does
+not hold (another data set, whose raw ids would merge with the store's, or the same data split
+with another ``--seed``), ``--model`` on a store that already has a bound checkpoint, and
+``--model --checkpoint PATH`` onto an existing file (it may be a store's bound checkpoint).
+
+Recovery of a store whose bound checkpoint was replaced (``graphforget train --out`` onto it),
+lost or no longer matches its graph: ``store rebind --db DB --checkpoint CKPT`` binds an
+existing checkpoint of the store's current graph (sizes, fingerprint and finiteness checked);
+``store retrain --db DB --checkpoint NEW`` trains a new model on the store's current graph with
+the recipe the ledger recorded (``--model``, ``--epochs``, … override it) and binds it. Both
+are rows of the hash-chained ledger; later commands take ``--checkpoint`` of the new file.
+``forget``, ``store rebind`` and ``store retrain`` wait at most ``--lock-timeout`` seconds
+(default 60) for the series' lock file, then fail naming it.
+
 Examples::
 
     graphforget store import ../shared/data/ml100k --db store.sqlite \\
@@ -28,6 +44,8 @@ Examples::
     graphforget forget --db store.sqlite --checkpoint runs/model.pt --edges pairs.txt --method ifru
     graphforget history --db store.sqlite [--json]
     graphforget verify --db store.sqlite --checkpoint runs/model.pt [--anchor HASH] [--json]
+    graphforget store rebind --db store.sqlite --checkpoint runs/model.pt
+    graphforget store retrain --db store.sqlite --checkpoint runs/model-2.pt [--epochs 50]
 """
 from __future__ import annotations
 
@@ -76,11 +94,21 @@ def cmd_store_import(args) -> int:
     from ..data.registry import load_dataset
     from ..service import Forgetter, InteractionStore
 
+    from ..service.store import probe
+
     if args.model and not args.checkpoint:
         raise ValueError("--model trains a model: give --checkpoint PATH to write it to")
+    if args.model and Path(args.checkpoint).exists():
+        raise ValueError(f"{args.checkpoint} already exists: --model would overwrite it (it may be "
+                         "the checkpoint a store is bound to); give a new path, or recover a store "
+                         "with `graphforget store rebind` / `graphforget store retrain`")
+    kind = probe(args.db)  # read-only; refuses a file that is not a store
     bar = _progress_bar(4 if args.checkpoint else 2, "store import", args.quiet)
     bar.set_postfix_str("load")
     graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
+    if kind in ("store", "unmarked"):
+        with _store_errors(args.db), InteractionStore(args.db, readonly=True) as ro:
+            _refuse_unsafe_import(args, ro, graph)
     bar.update()
     bar.set_postfix_str("import")
     with _store_errors(args.db), InteractionStore(args.db) as store:
@@ -119,6 +147,60 @@ def cmd_store_import(args) -> int:
     return 0
 
 
+def _refuse_unsafe_import(args, store, graph) -> None:
+    """One-line ``ValueError`` (nothing written yet) for an import that would leave the store
+    unusable: see the module docstring."""
+    if store.is_empty():
+        return
+    ptr = store.current_checkpoint()
+    if args.model and ptr is not None:
+        raise ValueError(f"{args.db} already has a bound checkpoint ({ptr['name']}); refusing to "
+                         "train another over it: to replace the model use `graphforget store "
+                         f"retrain --db {args.db} --checkpoint NEW.pt`")
+    p = store.import_preview(graph)
+    if p["users_added"] or p["items_added"] or p["rows_added"]:
+        current = store.to_graph()
+        merged = (f", {p['existing_users_gaining_rows']} of its users would gain rows (raw ids "
+                  "collide)") if p["existing_users_gaining_rows"] else ""
+        raise ValueError(
+            f"{args.db} already holds data set {store.get_meta('name') or 'unnamed'!r} (graph "
+            f"{current.fingerprint()}); importing {args.data} (--seed {args.seed}) would add "
+            f"{p['users_added']} users, {p['items_added']} items and {p['rows_added']} rows"
+            f"{merged}, and no bound checkpoint would match it: refused, nothing written; "
+            "import another data set or split into a new --db")
+
+
+def cmd_store_rebind(args) -> int:
+    from ..service import rebind_checkpoint
+
+    _existing_db(args.db)
+    with _store_errors(args.db):
+        row = rebind_checkpoint(args.db, args.checkpoint, lock_timeout=args.lock_timeout)
+    print(f"bound {row.checkpoint} sha256={row.checkpoint_sha256} (graph {row.graph_fingerprint}) "
+          f"as the current checkpoint of {args.db}; ledger row {row.seq} hash {row.hash}")
+    return 0
+
+
+def cmd_store_retrain(args) -> int:
+    from ..service import retrain_checkpoint
+
+    _existing_db(args.db)
+    model = {k: getattr(args, k) for k in ("model", "dim", "layers") if getattr(args, k) is not None}
+    config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "seed")
+              if getattr(args, k) is not None}
+    if args.patience is not None:
+        config["patience"] = args.patience if args.patience > 0 else None
+    with _store_errors(args.db):
+        row = retrain_checkpoint(args.db, args.checkpoint, model=model, config=config,
+                                 device=args.device, lock_timeout=args.lock_timeout)
+    rep = row.report or {}
+    print(f"retrained {row.request['recipe']['model'].get('model')} on the store's current graph "
+          f"for {rep.get('epochs_run')} epochs in {rep.get('seconds_total', 0):.1f}s; bound "
+          f"{row.checkpoint} sha256={row.checkpoint_sha256} (graph {row.graph_fingerprint}); "
+          f"ledger row {row.seq} hash {row.hash}")
+    return 0
+
+
 def cmd_forget(args) -> int:
     from ..data import read_pairs
     from ..service import Forgetter, audit_figures
@@ -136,7 +218,7 @@ def cmd_forget(args) -> int:
     with _store_errors(args.db), Forgetter(
             args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
             fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
-            device=args.device, progress=step) as f:
+            device=args.device, progress=step, lock_timeout=args.lock_timeout) as f:
         if args.user is not None:
             res = f.forget_user(args.user, request_id=args.request_id)
         elif args.item is not None:
@@ -235,6 +317,17 @@ def cmd_store_migrate(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parsers
+def _lock_timeout(text: str):
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _lock_option(p) -> None:
+    p.add_argument("--lock-timeout", type=_lock_timeout, default=60.0, metavar="SECONDS",
+                   help="wait at most this long for the checkpoint series' lock file (default 60)")
+
 def register(subparsers) -> None:
     """Add ``store``, ``forget``, ``history`` and ``verify`` to the ``graphforget`` command line."""
     p = subparsers.add_parser("store", help="the deletion service's interaction store")
@@ -261,6 +354,27 @@ def register(subparsers) -> None:
     q = ssub.add_parser("migrate", help="chain the ledger of a store written before the chain")
     q.add_argument("--db", required=True, metavar="SQLITE")
     q.set_defaults(func=cmd_store_migrate)
+    q = ssub.add_parser("rebind", help="bind an existing checkpoint of the store's current graph "
+                                       "(recovery after the bound one was replaced or lost)")
+    q.add_argument("--db", required=True, metavar="SQLITE")
+    q.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="checkpoint trained on the store's current graph (becomes the series)")
+    _lock_option(q)
+    q.set_defaults(func=cmd_store_rebind)
+    q = ssub.add_parser("retrain", help="train a new model on the store's current graph with the "
+                                        "recorded recipe and bind it")
+    q.add_argument("--db", required=True, metavar="SQLITE")
+    q.add_argument("--checkpoint", required=True, metavar="NEW_CKPT",
+                   help="new checkpoint file to write (an existing file is refused)")
+    q.add_argument("--model", choices=["lightgcn", "ngcf", "mf"], default=None,
+                   help="architecture (default: the recorded recipe's)")
+    for opt, typ in (("--dim", int), ("--layers", int), ("--epochs", int), ("--batch-size", int),
+                     ("--lr", float), ("--weight-decay", float), ("--seed", int)):
+        q.add_argument(opt, type=typ, default=None, help="default: the recorded recipe's")
+    q.add_argument("--patience", type=int, default=None, help="0 disables early stopping")
+    q.add_argument("--device", default="cpu")
+    _lock_option(q)
+    q.set_defaults(func=cmd_store_retrain)
 
     p = subparsers.add_parser("forget", help="forget interactions (atomic, logged in the ledger)")
     p.add_argument("--db", required=True, metavar="SQLITE")
@@ -281,6 +395,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _lock_option(p)
     p.set_defaults(func=cmd_forget)
 
     p = subparsers.add_parser("history", help="the ledger of a store")

@@ -22,20 +22,19 @@ def _fraction(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from . import _seed
+    from . import _seed, add_command
     from ..unlearn import METHODS, SUMMARIES
 
     methods = "\n".join(f"  {name:<10} {SUMMARIES[name]}" for name in METHODS)
-    p = subparsers.add_parser(
-        "unlearn", help="forget edges from a trained checkpoint",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = add_command(
+        subparsers, "unlearn", help="forget edges from a trained checkpoint",
         description="Apply an unlearning method; writes the new checkpoint, the forgotten edges "
                     "beside it, and prints the report and test metrics before/after.",
         epilog=f"methods (--method):\n{methods}\n\noptions of a method: --option KEY=VALUE, "
                "repeated (e.g. --option steps=3 --option k=2); see docs/methods.md")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT", help="the trained checkpoint")
     p.add_argument("--data", required=True, help="dataset spec the checkpoint was trained on")
-    p.add_argument("--root", default=None)
+    p.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--edges", help="file of 'user item' internal-id pairs, one per line")
     src.add_argument("--user", type=int, nargs="+", help="forget every edge of these users")
@@ -43,9 +42,11 @@ def register(subparsers) -> None:
                      help="forget a seeded random fraction 0 < F <= 1 of the training edges")
     p.add_argument("--method", default="ifru", choices=list(METHODS), metavar="METHOD",
                    help="unlearning method, listed below (default: ifru)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the method, repeated (default: none; see below)")
     p.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the data split (as in `graphforget train`) and of the method")
+                   help="seed of the data split (as in `graphforget train`) and of the method "
+                        "(default 0)")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda or cuda:N: where the model is unlearned and evaluated (default cpu)")
     p.add_argument("--out", default=None, help="new checkpoint (default: CKPT with .forgot.pt)")
@@ -97,7 +98,7 @@ def _run(args) -> int:
                 raise ValueError(f"{flag} {path}: would overwrite {what}")
     edges = read_edges(args.edges) if args.edges else None
 
-    graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=True)
+    graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=not args.quiet)
     model, payload = load_checkpoint(args.checkpoint, graph)
     if edges is not None:
         try:

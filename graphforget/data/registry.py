@@ -47,8 +47,9 @@ class DatasetSpec:
         description: one line for listings.
         base_url: file ``f`` is fetched from ``base_url + f``.
         files: file names to fetch; ``.zip`` files are unpacked after download.
-        sha256: published sha256 per file, ``None`` where none is known (then the hash computed
-            at download is printed and recorded in ``checksums.json``).
+        sha256: pinned sha256 per file, checked at download; ``None`` where none is known
+            (the file is then downloaded "unverified": the hash computed is printed and
+            recorded in ``checksums.json``).
         homepage: where the data set is described.
     """
 
@@ -60,14 +61,40 @@ class DatasetSpec:
     sha256: dict = field(default_factory=dict)
     homepage: str = ""
 
+    def verification(self) -> str:
+        """``"sha256 pinned"`` (every file), ``"unverified"`` (none) or
+        ``"unverified: FILE, ..."`` naming the files without a pinned sha256."""
+        missing = [f for f in self.files if not self.sha256.get(f)]
+        if not missing:
+            return "sha256 pinned"
+        return "unverified" if len(missing) == len(self.files) else f"unverified: {', '.join(missing)}"
+
     def urls(self, base_url: Optional[str] = None) -> list[str]:
         base = (base_url or self.base_url).rstrip("/") + "/"
         return [base + f for f in self.files]
 
 
+# Pinned sha256 of the files the registered URLs serve, only where the exact bytes could be
+# hashed offline (see datasets/README.md, "Checksums"): LightGCN-PyTorch ``master`` (commit
+# 947ca2b; the data files last changed in a75bbdb / ef7aae3, 2020), checked by git blob id
+# against a clone of github.com/gusye1234/LightGCN-PyTorch; lastfm also matches the public copy
+# in shared/data/lastfm byte for byte. ``None``: not pinned (downloaded "unverified").
+# The LightGCN train.txt files are not in the offline clone; GroupLens publishes only MD5.
+PINNED_SHA256: dict[str, dict[str, Optional[str]]] = {
+    "gowalla": {"train.txt": None,
+                "test.txt": "099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3"},
+    "yelp2018": {"train.txt": None,
+                 "test.txt": "9cd9b37926cd1447a06625ffa7914527573fb097c10cb0bbdb1d1b8ded3742fe"},
+    "amazon-book": {"train.txt": None,
+                    "test.txt": "6250754994dd953b91b48dccdd77a73f318e0634b4757c2abfcc9d33a54ab0f5"},
+    "lastfm": {"data1.txt": "c82af3228cbbda2f55a39244de09ed93292894f1d0d9f1908ebb57e27598fded",
+               "test1.txt": "de4417c0e6123284ce59a0934bcf5288ec1ec8774a18a1eef453c9952dfa48f9"},
+}
+
+
 def _lightgcn(name: str, description: str) -> DatasetSpec:
     return DatasetSpec(name, "lightgcn-txt", description, LIGHTGCN_BASE.format(name),
-                       ("train.txt", "test.txt"), {"train.txt": None, "test.txt": None},
+                       ("train.txt", "test.txt"), dict(PINNED_SHA256[name]),
                        "https://github.com/gusye1234/LightGCN-PyTorch")
 
 
@@ -86,7 +113,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("lastfm", "lastfm", "Last.fm (HetRec 2011) listening counts as LightGCN-PyTorch "
                 "ships them: 1,892 users, 4,489 artists (data1.txt train / test1.txt test)",
                 LIGHTGCN_BASE.format("lastfm"), ("data1.txt", "test1.txt"),
-                {"data1.txt": None, "test1.txt": None}, "https://grouplens.org/datasets/hetrec-2011/"),
+                dict(PINNED_SHA256["lastfm"]), "https://grouplens.org/datasets/hetrec-2011/"),
     _grouplens("ml-100k", "MovieLens 100K ratings (943 users, 1,682 movies, 100,000 ratings 1-5)"),
     _grouplens("ml-1m", "MovieLens 1M ratings (6,040 users, 3,706 movies, 1,000,209 ratings 1-5)"),
     _grouplens("ml-latest-small", "MovieLens latest-small (610 users, 9,742 movies, 100,836 "
@@ -168,14 +195,16 @@ def verify_checksums(folder: Path) -> None:
 # ------------------------------------------------------------------ listing and loading
 def list_datasets(root: Optional[str | os.PathLike] = None) -> list[dict]:
     """The shipped demo and every registered data set: ``name``, ``format``, ``description``,
-    ``urls``, ``on_disk`` (downloaded under the data root) and ``path``."""
+    ``urls``, ``on_disk`` (downloaded under the data root), ``path`` and ``sha256``
+    (:meth:`DatasetSpec.verification`: whether downloads are checked against pinned hashes)."""
     out = [{"name": "demo", "format": "lightgcn-txt",
             "description": "Gowalla subsample shipped with the package: 1,944 users, 2,748 items, 38,708 train / 4,977 validation / 4,661 test interactions",
-            "urls": [], "on_disk": (demo_path() / "train.txt.gz").is_file(), "path": str(demo_path())}]
+            "urls": [], "on_disk": (demo_path() / "train.txt.gz").is_file(), "path": str(demo_path()),
+            "sha256": "shipped"}]
     for name, spec in DATASETS.items():
         out.append({"name": name, "format": spec.format, "description": spec.description,
                     "urls": spec.urls(), "on_disk": is_downloaded(name, root),
-                    "path": str(dataset_dir(name, root))})
+                    "path": str(dataset_dir(name, root)), "sha256": spec.verification()})
     return out
 
 

@@ -25,7 +25,7 @@ Aggregation (``aggregator``):
       \qquad z_v = \sum_s a_s(v)\, \tilde{z}^s_v, \qquad \hat{y}_{ui} = \langle z_u, z_i \rangle.
 
   The aggregator is trained with BPR (or BCE on labelled data) while the shard models are
-  frozen (:func:`graphforget.unlearn.partition.train_aggregator`). Unlike the paper's Xavier
+  frozen (:func:`graphforget.train.sharding.train_aggregator`). Unlike the paper's Xavier
   initialisation, :math:`W_s = I`, :math:`b_s = 0` and :math:`h_T = 0` initially, so training
   starts from equal attention over shards; the paper's embedding dropout is left out so the
   model is deterministic.
@@ -300,7 +300,7 @@ class ShardedRecommender(RecModel):
 
     def batch_l2(self, users: Tensor, *item_sets: Tensor, embedding: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError("a sharded model is trained shard by shard "
-                                  "(graphforget.unlearn.partition.fit_sharded), not as one model")
+                                  "(graphforget.train.sharding.fit_sharded), not as one model")
 
     def config(self) -> dict:
         """Everything but the tensors needed to rebuild the model (:meth:`from_state`); plain

@@ -169,7 +169,7 @@ def run_setting(setting: Setting, methods: Sequence[str], seed: int, shadows: in
             start = original
             if name in ("sisa", "receraser"):
                 if name not in sharded_cache:
-                    from ..unlearn.partition import fit_sharded
+                    from ..train.sharding import fit_sharded
 
                     sharded_cache[name] = fit_sharded(graph, setting.model, opts.get("shards", 5),
                                                       "random" if name == "sisa" else "kmeans",

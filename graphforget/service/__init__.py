@@ -9,12 +9,15 @@ ledger.
 >>> verified(verify_store("store.sqlite", "model.pt"))   # the ledger chain and every cross-check
 True
 """
-from .forgetter import (ForgetResult, Forgetter, UnlearningFailed, audit_figures, new_request_id,
-                        normalise_pairs)
+from .forgetter import (ForgetResult, Forgetter, LockTimeout, UnlearningFailed, audit_figures,
+                        new_request_id, normalise_pairs, rebind_checkpoint, recorded_recipe,
+                        retrain_checkpoint)
 from .ledger import Ledger, LedgerEntry
 from .store import InteractionStore
-from .verify import Check, integrity_problem, verify_store, verified
+from .verify import Check, integrity_problem, load_for_store, verify_store, verified
 
 __all__ = ["InteractionStore", "Ledger", "LedgerEntry", "Forgetter", "ForgetResult",
            "UnlearningFailed", "audit_figures", "normalise_pairs",
-           "new_request_id", "Check", "verify_store", "verified", "integrity_problem"]
+           "new_request_id", "Check", "verify_store", "verified", "integrity_problem",
+           "LockTimeout", "rebind_checkpoint", "retrain_checkpoint", "recorded_recipe",
+           "load_for_store"]

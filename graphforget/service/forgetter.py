@@ -14,7 +14,10 @@ crash can orphan only recorded files. A user's ``NAME.r-final-backup.pt``, anoth
 series and the base checkpoint are never touched.
 
 Request protocol (one request at a time per series: an exclusive ``flock`` on
-``dir/NAME.pt.lock`` serialises processes; SIGKILL releases it):
+``dir/NAME.pt.lock`` serialises processes; SIGKILL releases it, but a *stopped* process —
+``SIGSTOP``, Ctrl-Z, a debugger — keeps holding it, so waiting is bounded by ``lock_timeout``
+(default 60 s, ``--lock-timeout``): then :class:`LockTimeout` names the lock file and the pid
+that last took it):
 
 1. **Replay.** A request id already ``applied`` in the ledger returns the recorded result and
    changes nothing (if the same id comes with a *different* request: ``ValueError``).
@@ -41,6 +44,16 @@ Request protocol (one request at a time per series: an exclusive ``flock`` on
    data) unless ``keep_history=True``, and forgotten from ``files``. The *base* checkpoint is
    never deleted by the service: archive or remove it yourself once requests have been applied.
 
+**The leftover window.** Between the commit (5) and the clean-up (6) the *superseded*
+checkpoint — which still encodes the interactions the request just forgot — is on disk. A crash
+or SIGKILL in that window leaves it there (owned, no longer current) until the next
+:class:`Forgetter` start (any request, ``graphforget forget``, ``store rebind`` /
+``store retrain``) removes it in :meth:`Forgetter.reconcile`; nothing removes it while no
+process starts. ``graphforget verify --checkpoint BASE`` reports such a file on a ``warn
+leftover files`` line (``keep_history=True`` keeps them on purpose, and they are reported too).
+The base checkpoint itself is never the service's to delete and also still encodes every
+forgotten interaction.
+
 A crash (even SIGKILL) at any point leaves either the old state (pointer, tombstones and ledger
 unchanged; maybe an orphan checkpoint file) or the new state (all three updated). On start-up
 :meth:`Forgetter.reconcile` first checks the store's integrity
@@ -57,6 +70,22 @@ Request ids are printable strings (no control characters: an id such as ``"\x1b[
 with a newline is refused before anything is read), at most 200 characters. Each applied
 request's :class:`ForgetResult` carries ``ledger_hash``, the hash of its ledger row: keeping it
 outside the store anchors the chain (``graphforget verify --anchor HASH``).
+
+**Checks at bind.** A checkpoint is bound (first use, :func:`rebind_checkpoint`) or loaded
+(:meth:`Forgetter.reconcile`) only if its model config's ``num_users`` / ``num_items`` equal the
+store graph's (read from the file memory-mapped, before any model is built: a crafted config
+claiming ``10**9`` users allocates nothing), its graph fingerprint is the store's, and every
+parameter is finite (a NaN / inf checkpoint is refused).
+
+**Recovery** (a store whose bound checkpoint was replaced, e.g. by ``graphforget train --out``
+onto it, lost, or no longer matches the store's graph): :func:`rebind_checkpoint`
+(``graphforget store rebind --db DB --checkpoint CKPT``) binds an existing checkpoint of the
+store's *current* graph; :func:`retrain_checkpoint` (``graphforget store retrain --db DB
+--checkpoint NEW``) trains a fresh model on the store's current graph with the recipe the
+ledger recorded (the bind / retrain rows' ``request["recipe"]``; options override it) and binds
+it. Both need a store that passes the integrity checks, append a ``bind`` / ``retrain`` row to
+the hash chain, and make the checkpoint's file name the store's series (``--checkpoint`` of
+later commands). :meth:`Forgetter.reconcile` names them in its refusal.
 
 Whole users / items: :meth:`Forgetter.forget_user` / :meth:`forget_item` forget every training
 interaction of the user (item) and also purge their validation / test rows; the node keeps its
@@ -85,13 +114,20 @@ from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..unlearn import Unlearner, get_unlearner, method_key
 from .ledger import Ledger, LedgerEntry, jsonable
 from .store import InteractionStore
-from .verify import integrity_problem
+from .verify import integrity_problem, load_for_store
 
 AuditFn = Callable[..., dict]
 
 
 class UnlearningFailed(RuntimeError):
     """The unlearning method (and its fallback) failed numerically; nothing was changed."""
+
+
+class LockTimeout(TimeoutError):
+    """The checkpoint series' lock file stayed held past ``lock_timeout`` seconds."""
+
+
+DEFAULT_LOCK_TIMEOUT = 60.0
 
 
 def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor] = None,
@@ -204,6 +240,211 @@ def _finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+def _acquire_lock(path: Path, timeout: Optional[float]) -> int:
+    """An exclusive ``flock`` on ``path`` (created if absent), waiting at most ``timeout``
+    seconds (``None``: forever); writes our pid into it. Returns the open descriptor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+    pause = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                try:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                finally:
+                    os.close(fd)
+                who = f"pid {holder}" if holder.isdigit() else "another process"
+                raise LockTimeout(
+                    f"timed out after {timeout:g}s waiting for lock file {path} (last taken by "
+                    f"{who}: another graphforget request, or a stopped process — resume it "
+                    "(kill -CONT) or end it; --lock-timeout to wait longer)") from None
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.25)
+        except BaseException:
+            os.close(fd)
+            raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the pid is informative only
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextmanager
+def _series_locks(folder: Path, names: Iterable[str], timeout: Optional[float]):
+    """Locks of several series in ``folder`` (sorted, so two processes cannot deadlock)."""
+    fds: list[int] = []
+    try:
+        for name in sorted(set(names)):
+            fds.append(_acquire_lock(folder / f"{name}.lock", timeout))
+        yield
+    finally:
+        for fd in reversed(fds):
+            _release_lock(fd)
+
+
+def _recipe_of(payload: dict) -> dict:
+    """The training recipe recorded in the ledger for a checkpoint: architecture (model config
+    without its sizes) and training config."""
+    m = {k: v for k, v in dict(payload.get("model") or {}).items() if k not in ("num_users", "num_items")}
+    return jsonable({"model": m, "train_config": dict(payload.get("train_config") or {})})
+
+
+def recorded_recipe(ledger: Ledger) -> Optional[dict]:
+    """The latest recipe a ``bind`` / ``retrain`` row recorded (``request["recipe"]``), or
+    ``None`` (stores bound before recipes were recorded)."""
+    for e in reversed(ledger.history()):
+        if e.status == "applied" and e.kind in ("bind", "retrain") and isinstance(e.request, dict) \
+                and isinstance(e.request.get("recipe"), dict):
+            return e.request["recipe"]
+    return None
+
+
+def _recovery_hint(db: Path, path: Optional[Path], folder: Path) -> str:
+    what = "a checkpoint trained on the store's current graph" if path is None else \
+        f"{path}, if it was trained on the store's current graph,"
+    return (f"bind {what} with `graphforget store rebind --db {db} --checkpoint "
+            f"{path or 'CKPT'}`, or train a new one with `graphforget store retrain --db {db} "
+            f"--checkpoint {folder / 'NEW.pt'}`")
+
+
+def _open_for_recovery(db_path) -> tuple[InteractionStore, Ledger]:
+    if not Path(db_path).exists():
+        raise FileNotFoundError(f"{db_path}: no such store (create it with `graphforget store import`)")
+    store = InteractionStore(db_path)
+    try:
+        ledger = Ledger(store.conn)
+        if store.is_empty():
+            raise ValueError(f"{db_path}: the store holds no data; import a data set first")
+        problem = integrity_problem(store, ledger)
+        if problem:
+            raise ValueError(f"{db_path}: {problem}; run `graphforget verify --db {db_path}` — a "
+                             "store that fails its integrity checks is not re-bound")
+    except BaseException:
+        store.close()
+        raise
+    return store, ledger
+
+
+def _commit_binding(store: InteractionStore, ledger: Ledger, kind: str, rid: str, path: Path,
+                    sha: str, fingerprint: str, request: dict, old: Optional[dict],
+                    **entry) -> LedgerEntry:
+    row = LedgerEntry(request_id=rid, time=time.time(), kind=kind, status="applied",
+                      request=jsonable(request), request_digest=_digest(kind, rid),
+                      checkpoint=path.name, checkpoint_sha256=sha, graph_fingerprint=fingerprint,
+                      parent_sha256=None if old is None else old["sha256"], **entry)
+    with store.transaction() as c:
+        if store.current_checkpoint() != old:
+            raise RuntimeError("the store's checkpoint pointer moved meanwhile; retry")
+        store.set_meta(c, "checkpoint_series", path.name)
+        store.set_current_checkpoint(c, path.name, sha, fingerprint)
+        row.seq = ledger.append(c, row)
+    return row
+
+
+def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
+                      lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
+    """Bind an existing checkpoint of the store's **current** graph as its current checkpoint
+    (the recovery when the bound one was replaced or lost; see the module docstring).
+
+    Refused (one-line ``ValueError``, nothing written) unless the store passes its integrity
+    checks and the checkpoint's sizes, graph fingerprint and finiteness match the store
+    (:func:`~graphforget.service.verify.load_for_store`). Appends a ``bind`` row (request
+    ``{"checkpoint", "rebind": true, "previous", "recipe"}``) to the hash chain, moves the
+    pointer and makes the file's name the store's series. Returns the ledger row."""
+    path = Path(checkpoint_path)
+    store, ledger = _open_for_recovery(db_path)
+    try:
+        old_series = store.get_meta("checkpoint_series")
+        with _series_locks(path.parent, [path.name] + ([old_series] if old_series else []), lock_timeout):
+            graph = store.to_graph()
+            _, payload = load_for_store(path, graph)
+            sha = file_sha256(path)
+            old = store.current_checkpoint()
+            ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
+            if old == ptr and old_series == path.name:
+                raise ValueError(f"{path} (sha256 {sha}) is already the store's current checkpoint")
+            rid = f"rebind-{sha}-{uuid.uuid4().hex[:8]}"
+            return _commit_binding(store, ledger, "bind", rid, path, sha, ptr["fingerprint"],
+                                   {"checkpoint": path.name, "rebind": True, "previous": old,
+                                    "recipe": _recipe_of(payload)}, old)
+    finally:
+        store.close()
+
+
+def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
+                       model: Optional[dict] = None, config: Optional[dict] = None,
+                       device: str = "cpu",
+                       lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
+    """Train a fresh model on the store's current graph and bind it as ``checkpoint_path`` (a
+    new file: an existing one is refused), for when the bound checkpoint is lost or unusable
+    and :class:`Forgetter` cannot start (:meth:`Forgetter.retrain` needs a working one).
+
+    The recipe is the ledger's :func:`recorded_recipe`, overridden by ``model`` (``model``,
+    ``dim``, ``layers``) and ``config`` (:class:`~graphforget.train.TrainConfig` fields);
+    with no recorded recipe, ``model["model"]`` is required. Appends a ``retrain`` row to the
+    hash chain and makes the file's name the store's series. Returns the ledger row."""
+    from ..models import from_config
+    from ..train import TrainConfig, train
+
+    path = Path(checkpoint_path)
+    if path.exists():
+        raise ValueError(f"{path} already exists: refusing to overwrite it; give a new file name")
+    store, ledger = _open_for_recovery(db_path)
+    try:
+        recipe = recorded_recipe(ledger) or {}
+        arch = {**dict(recipe.get("model") or {}), **{k: v for k, v in (model or {}).items() if v is not None}}
+        if not arch.get("model"):
+            raise ValueError(f"{db_path}: the ledger records no training recipe (a store bound "
+                             "before recipes were recorded): give --model (and --dim, --layers)")
+        known = {f.name for f in dc_fields(TrainConfig)}
+        base = {k: v for k, v in dict(recipe.get("train_config") or {}).items() if k in known}
+        over = dict(config or {})
+        unknown = set(over) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        cfg = TrainConfig(**{**base, **over, "device": device, "progress": False})
+        old_series = store.get_meta("checkpoint_series")
+        with _series_locks(path.parent, [path.name] + ([old_series] if old_series else []), lock_timeout):
+            if path.exists():
+                raise ValueError(f"{path} already exists: refusing to overwrite it; give a new file name")
+            graph = store.to_graph()
+            old = store.current_checkpoint()
+            net = from_config({"dim": 64, "layers": 3, **arch, "num_users": graph.num_users,
+                               "num_items": graph.num_items}, seed=cfg.seed)
+            t0 = time.perf_counter()
+            result = train(net, graph, cfg)
+            seconds = time.perf_counter() - t0
+            net = result.model.cpu()
+            if not _finite(net):
+                raise UnlearningFailed("retraining produced non-finite parameters; nothing was bound")
+            sha = save_checkpoint(path, net, graph, cfg.to_dict(), {"retrained_for": str(db_path)})
+            try:
+                _, payload = load_for_store(path, graph)
+                rid = new_request_id("retrain")
+                return _commit_binding(
+                    store, ledger, "retrain", rid, path, sha, graph.fingerprint(),
+                    {"checkpoint": path.name, "config": cfg.to_dict(), "previous": old,
+                     "recipe": _recipe_of(payload)}, old, method="retrain", options=cfg.to_dict(),
+                    report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
+                                     "best_epoch": result.best_epoch, "best_metric": result.best_metric}))
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------------- the service
 class Forgetter:
     """Forget interactions by raw id, atomically across store, model checkpoint and ledger.
@@ -226,6 +467,8 @@ class Forgetter:
         device: where the model lives while unlearning.
         keep_history: keep superseded versioned checkpoints (they still encode forgotten data).
         progress: optional ``fn(phase)`` called at each phase of a request.
+        lock_timeout: seconds to wait for the series' lock file (held by another request, or
+            by a stopped process); then :class:`LockTimeout`. ``None`` waits forever.
 
     Example::
 
@@ -240,7 +483,8 @@ class Forgetter:
                  fallback: str | Unlearner | None = "finetune", fallback_options: Optional[dict] = None,
                  unlearner: Optional[Unlearner] = None, audit: Optional[AuditFn] = audit_figures,
                  ks: Sequence[int] = (20,), device: str = "cpu", keep_history: bool = False,
-                 progress: Optional[Callable[[str], None]] = None) -> None:
+                 progress: Optional[Callable[[str], None]] = None,
+                 lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> None:
         # methods first: a bad name fails before the store, ledger or model are touched
         if not isinstance(method, Unlearner):
             method_key(method)
@@ -263,6 +507,7 @@ class Forgetter:
         self.device = device
         self.keep_history = keep_history
         self.progress = progress
+        self.lock_timeout = lock_timeout
         self._lock_fd: Optional[int] = None
         self._lock_depth = 0
         self.graph: InteractionGraph
@@ -278,18 +523,15 @@ class Forgetter:
     def _locked(self):
         """Exclusive lock on the checkpoint series across processes (re-entrant here)."""
         if self._lock_depth == 0:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / f"{self.checkpoint_path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
+            self._lock_fd = _acquire_lock(self.dir / f"{self.checkpoint_path.name}.lock",
+                                          self.lock_timeout)
         self._lock_depth += 1
         try:
             yield
         finally:
             self._lock_depth -= 1
             if self._lock_depth == 0:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
+                _release_lock(self._lock_fd)
                 self._lock_fd = None
 
     def version_name(self, request_id: str) -> str:
@@ -360,16 +602,23 @@ class Forgetter:
             if ptr is None:
                 ptr = self._bind(graph)
             path = self.dir / ptr["name"]
+            db = self.store.path
             if not path.exists():
-                raise ValueError(f"current checkpoint {path} is missing")
+                raise ValueError(f"current checkpoint {path} is missing; "
+                                 f"{_recovery_hint(db, path, self.dir)}")
             sha = file_sha256(path)
             if sha != ptr["sha256"]:
+                replaced = " (the bound base checkpoint was replaced, e.g. by `graphforget train " \
+                           "--out` onto it)" if ptr["name"] == series else ""
                 raise ValueError(f"checkpoint {path} has sha256 {sha}, the store recorded "
-                                 f"{ptr['sha256']}: refusing a modified checkpoint")
+                                 f"{ptr['sha256']}: refusing a modified checkpoint{replaced}; "
+                                 f"{_recovery_hint(db, path, self.dir)}")
             if ptr["fingerprint"] != graph.fingerprint():
                 raise ValueError(f"checkpoint {path} is for graph {ptr['fingerprint']}, the store "
-                                 f"holds graph {graph.fingerprint()}: retrain or re-bind")
-            model, payload = load_checkpoint(path, graph)  # weights_only, fingerprint check
+                                 f"holds graph {graph.fingerprint()} (interactions imported or "
+                                 f"removed outside the service): retrain or re-bind — "
+                                 f"{_recovery_hint(db, None, self.dir)}")
+            model, payload = load_for_store(path, graph)  # sizes, weights_only, fingerprint, finite
             self.graph, self.model, self.payload = graph, model.to(self.device), payload
             self.current = dict(ptr)
             removed = self._remove_orphans()
@@ -380,7 +629,7 @@ class Forgetter:
         path = self.checkpoint_path
         if not path.exists():
             raise FileNotFoundError(f"base checkpoint {path} does not exist")
-        load_checkpoint(path, graph)  # refuses a checkpoint of another graph
+        _, payload = load_for_store(path, graph)  # sizes, another graph, NaN / inf
         sha = file_sha256(path)
         ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
         rid = f"bind-{sha}"
@@ -391,7 +640,8 @@ class Forgetter:
             self.store.set_current_checkpoint(c, ptr["name"], sha, ptr["fingerprint"])
             self.ledger.append(c, LedgerEntry(
                 request_id=rid, time=time.time(), kind="bind", status="applied",
-                request={"checkpoint": path.name}, request_digest=_digest("bind", path.name),
+                request={"checkpoint": path.name, "recipe": _recipe_of(payload)},
+                request_digest=_digest("bind", path.name),
                 checkpoint=path.name, checkpoint_sha256=sha, graph_fingerprint=ptr["fingerprint"]))
         return ptr
 
@@ -606,7 +856,7 @@ class Forgetter:
         training config stored in the current checkpoint. The new model goes through the same
         checkpoint + single-transaction commit as a forget request (ledger kind ``retrain``).
         """
-        from ..models import build_model
+        from ..models import from_config
         from ..train import TrainConfig, train
 
         with self._locked():
@@ -624,11 +874,9 @@ class Forgetter:
             if seed is not None:
                 cfg = TrainConfig(**{**cfg.to_dict(), "seed": seed})
             cfg = TrainConfig(**{**cfg.to_dict(), "device": self.device})
-            m = dict(self.payload["model"])
             graph = self.graph
             self._phase("train")
-            model = build_model(m.pop("model"), m.pop("num_users"), m.pop("num_items"),
-                                dim=m.pop("dim"), layers=m.pop("layers"), seed=cfg.seed)
+            model = from_config(self.payload["model"], seed=cfg.seed)
             t0 = time.perf_counter()
             result = train(model, graph, cfg)
             seconds = time.perf_counter() - t0
@@ -646,7 +894,10 @@ class Forgetter:
             self._phase("commit")
             entry = LedgerEntry(
                 request_id=rid, time=time.time(), kind="retrain", status="applied",
-                request={"config": cfg.to_dict()}, request_digest=_digest("retrain", rid),
+                request={"config": cfg.to_dict(),
+                         "recipe": _recipe_of({"model": self.payload.get("model"),
+                                               "train_config": cfg.to_dict()})},
+                request_digest=_digest("retrain", rid),
                 method="retrain", options=cfg.to_dict(),
                 report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
                                  "best_epoch": result.best_epoch, "best_metric": result.best_metric}),
@@ -666,6 +917,9 @@ class Forgetter:
             self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
             self._remove_orphans()
         return ForgetResult.from_entry(entry, replayed=False)
+
+    rebind = staticmethod(rebind_checkpoint)
+    retrain_into = staticmethod(retrain_checkpoint)
 
     def history(self) -> list[LedgerEntry]:
         """Every ledger row in commit order."""

@@ -334,6 +334,57 @@ class InteractionStore:
         return self._import(graph.num_users, graph.num_items, graph.user_ids, graph.item_ids,
                             rows, graph.has_labels, graph.name, source or graph.name)
 
+    def import_preview(self, graph: InteractionGraph) -> dict:
+        """What :meth:`import_graph` would do, computed with reads only (works on a read-only
+        open): the same counts, plus ``existing_users_gaining_rows`` (existing raw user ids that
+        would get new rows: another data set whose raw ids collide, or another split seed).
+        Raises the same ``ValueError`` as the import for duplicate raw ids or a label mismatch."""
+        uraw = [str(x) for x in graph.user_ids] if graph.user_ids is not None else \
+            [str(k) for k in range(graph.num_users)]
+        iraw = [str(x) for x in graph.item_ids] if graph.item_ids is not None else \
+            [str(k) for k in range(graph.num_items)]
+        for table, raw in (("users", uraw), ("items", iraw)):
+            if len(set(raw)) != len(raw):
+                raise ValueError(f"duplicate raw {table[:-1]} ids in the data")
+        stats = {"users_added": 0, "items_added": 0, "rows_added": 0, "rows_existing": 0,
+                 "rows_forgotten": 0, "existing_users_gaining_rows": 0}
+        with self.snapshot() as c:
+            had = self.get_meta("labels")
+            if had is not None and had != str(int(bool(graph.has_labels))):
+                raise ValueError(f"store holds {'labelled' if had == '1' else 'unlabelled'} data; "
+                                 f"cannot import {'labelled' if graph.has_labels else 'unlabelled'} rows")
+            maps = []
+            for table, raw in (("users", uraw), ("items", iraw)):
+                known = dict(c.execute(f"SELECT raw, id FROM {table}").fetchall())
+                nxt, out = len(known), []
+                for r in raw:
+                    k = known.get(r)
+                    if k is None:
+                        k, nxt = nxt, nxt + 1
+                        stats[f"{table}_added"] += 1
+                    out.append(k)
+                maps.append(torch.tensor(out, dtype=torch.long))
+            num_users_before = int(c.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+            total_items = int(c.execute("SELECT COUNT(*) FROM items").fetchone()[0]) + stats["items_added"]
+            dead = self._deleted_keys(c, total_items)
+            gaining: set[int] = set()
+            for split in SPLITS:
+                e = as_edge_tensor(getattr(graph, f"{split}_edges"), f"{split}_edges")
+                if e.shape[1] == 0:
+                    continue
+                e = torch.stack([maps[0][e[0]], maps[1][e[1]]])
+                keys = edge_keys(e, total_items)
+                alive = ~torch.isin(keys, dead)
+                stats["rows_forgotten"] += int((~alive).sum())
+                rows = c.execute("SELECT user, item FROM interactions WHERE split=?", (split,)).fetchall()
+                have = edge_keys(torch.tensor(rows, dtype=torch.long).view(-1, 2).t(), total_items)
+                new = alive & ~torch.isin(keys, have)
+                stats["rows_added"] += int(new.sum())
+                stats["rows_existing"] += int((alive & ~new).sum())
+                gaining.update(u for u in e[0][new].tolist() if u < num_users_before)
+            stats["existing_users_gaining_rows"] = len(gaining)
+        return stats
+
     def import_interactions(self, train: Interactions, valid: Optional[Interactions] = None,
                             test: Optional[Interactions] = None, labels: bool = False,
                             name: str = "") -> dict:

@@ -15,7 +15,13 @@ created or written) and returns one :class:`Check` per property:
   still in the series' folder has the sha256 its last row recorded.
 * ``current checkpoint`` (with ``checkpoint=``): present, with the recorded sha256, and a
   graphforget checkpoint of the store's graph (so no forgotten pair is in its graph; a SISA /
-  RecEraser checkpoint's stored shard edges are compared edge by edge).
+  RecEraser checkpoint's stored shard edges are compared edge by edge), of the graph's sizes and
+  with finite parameters (:func:`load_for_store`).
+* ``leftover files`` (with ``checkpoint=``, only when there are some): a **warning** line
+  (``warn``, does not fail verification) naming checkpoint files the store owns that are still
+  in the folder but are not the current checkpoint (and their temp files) — superseded
+  checkpoints that may still encode forgotten interactions, left by a crash between a request's
+  commit and its clean-up (or kept with ``keep_history``); the next service start removes them.
 
 What passing means, and what it does not: the module docstring of
 :mod:`graphforget.service.ledger`. In short, edits made without recomputing the chain are
@@ -34,9 +40,12 @@ store, or rerun on a failure.
 from __future__ import annotations
 
 import os
+import glob
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+import torch
 
 from ..train.checkpoint import file_sha256, load_checkpoint
 from .ledger import Ledger, shown
@@ -51,9 +60,11 @@ class Check:
     name: str
     ok: Optional[bool]
     detail: str
+    warning: bool = False  # passed, but worth acting on (shown as ``warn``)
 
     def line(self) -> str:
-        return f"{'ok' if self.ok else 'skip' if self.ok is None else 'FAIL':<5} {self.name}: {self.detail}"
+        tag = 'warn' if self.warning else 'ok' if self.ok else 'skip' if self.ok is None else 'FAIL'
+        return f"{tag:<5} {self.name}: {self.detail}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +73,49 @@ class Check:
 def verified(checks: list[Check]) -> bool:
     """No check failed (skipped ones do not count)."""
     return all(c.ok is not False for c in checks)
+
+
+# ---------------------------------------------------------------------- loading for a store
+def _int(x) -> Optional[int]:
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def check_sizes(path: str | os.PathLike, graph) -> None:
+    """Refuse, before any model is built, a checkpoint whose model config's ``num_users`` /
+    ``num_items`` are not ``graph``'s, or whose stored tensors claim more elements than their
+    storage in the file holds (a stride-0 tensor posing as a huge embedding table). The file is
+    read memory-mapped with ``weights_only=True``; an unreadable file is left to
+    :func:`~graphforget.train.load_checkpoint` to report."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_checkpoint reports it in one line
+        return
+    cfg = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(cfg, dict):
+        return
+    nu, ni = _int(cfg.get("num_users")), _int(cfg.get("num_items"))
+    if (nu, ni) != (graph.num_users, graph.num_items):
+        raise ValueError(f"{path}: the checkpoint's model config claims {shown(str(cfg.get('num_users')))} "
+                         f"users and {shown(str(cfg.get('num_items')))} items, the store's graph has "
+                         f"{graph.num_users} and {graph.num_items}: refused before building the model")
+    state = payload.get("state_dict")
+    for name, t in (state.items() if isinstance(state, dict) else ()):
+        if isinstance(t, torch.Tensor) and t.numel() and \
+                t.untyped_storage().nbytes() < t.numel() * t.element_size():
+            raise ValueError(f"{path}: tensor {shown(str(name))} claims shape {list(t.shape)} but "
+                             f"its stored data holds {t.untyped_storage().nbytes()} bytes: refused")
+
+
+def load_for_store(path: str | os.PathLike, graph):
+    """:func:`~graphforget.train.load_checkpoint` for a store's graph, after
+    :func:`check_sizes`, refusing non-finite (NaN / inf) parameters; one-line ``ValueError``."""
+    check_sizes(path, graph)
+    model, payload = load_checkpoint(path, graph)
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"{path}: parameter {name!r} has non-finite (NaN / inf) values: "
+                             "refusing this checkpoint")
+    return model, payload
 
 
 # ---------------------------------------------------------------------- ledger-level checks
@@ -169,11 +223,29 @@ def _current(ptr: Optional[dict], folder: Path, graph) -> Check:
         return Check("current checkpoint", False, f"{shown(path.name)} has sha256 {sha}, the "
                                                   f"store recorded {shown(ptr['sha256'])}")
     try:
-        load_checkpoint(path, graph)  # weights_only; its graph must be the store's
+        load_for_store(path, graph)  # weights_only; its graph must be the store's
     except ValueError as exc:
         return Check("current checkpoint", False, shown(str(exc)))
     return Check("current checkpoint", True, f"{shown(path.name)} has its recorded sha256 {sha} "
                                              "and is a checkpoint of the store's graph")
+
+
+def _leftovers(store: InteractionStore, ptr: Optional[dict], folder: Path) -> Optional[Check]:
+    current = None if ptr is None else ptr["name"]
+    found = []
+    for name in store.owned_files():
+        paths = [Path(p) for p in glob.glob(glob.escape(str(folder / name)) + ".*.tmp")]
+        if name != current and (folder / name).is_file():
+            paths.append(folder / name)
+        found += [p.name for p in paths]
+    if not found:
+        return None
+    names = ", ".join(shown(n) for n in sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
+    return Check("leftover files", True, f"{len(found)} checkpoint files owned by the store but not "
+                                         f"current are still in {shown(str(folder))} ({names}): they "
+                                         "may still encode forgotten interactions; the next service "
+                                         "start removes them (kept on purpose with keep_history)",
+                 warning=True)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -213,4 +285,7 @@ def verify_store(db: str | os.PathLike, checkpoint: str | os.PathLike | None = N
             checks += [Check("checkpoint files", None, skipped), Check("current checkpoint", None, skipped)]
         else:
             checks += [_files(ledger, folder), _current(ptr, folder, graph)]
+            left = _leftovers(store, ptr, folder)
+            if left is not None:
+                checks.append(left)
     return checks

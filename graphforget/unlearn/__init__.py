@@ -13,7 +13,7 @@ import importlib
 import sys
 import types
 
-from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest
+from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest, accepts_any_option, param_names
 from .requests import deletion_edges, parse_method
 
 # method name -> "module:Class"; modules import lazily so a missing optional piece never
@@ -65,7 +65,7 @@ def get_unlearner(method: str, **options) -> Unlearner:
     key = method_key(method)
     module, cls = METHODS[key].split(":")
     klass = getattr(importlib.import_module(module), cls)
-    valid = _options_of(klass)
+    valid = None if accepts_any_option(klass) else param_names(klass)
     unknown = [name for name in options if valid is not None and name not in valid]
     if unknown:
         raise OptionError(f"method {key!r} has no option{'s' if len(unknown) > 1 else ''} "
@@ -74,28 +74,6 @@ def get_unlearner(method: str, **options) -> Unlearner:
         return klass(**options)
     except TypeError as exc:  # a value of the wrong type, or an option the signature hid
         raise OptionError(f"method {key!r}: bad options {options}: {exc}") from exc
-
-
-def _options_of(klass) -> "list[str] | None":
-    """Keyword options ``klass(...)`` takes: its ``__init__`` parameters and, while one passes
-    ``**options`` on, those of the base classes' (``None`` if every keyword is accepted)."""
-    import inspect
-
-    names: list[str] = []
-    for base in klass.__mro__:
-        init = base.__dict__.get("__init__")
-        if init is None:
-            continue
-        if base is object or base is Unlearner:  # Unlearner keeps any remaining keywords
-            return None if base is Unlearner else names
-        passes_on = False
-        for p in list(inspect.signature(init).parameters.values())[1:]:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
-                names.append(p.name)
-            passes_on |= p.kind is p.VAR_KEYWORD
-        if not passes_on:
-            return names
-    return names
 
 
 def load_methods(methods=None) -> None:

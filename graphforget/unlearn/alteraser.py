@@ -102,10 +102,7 @@ class AltEraser(Unlearner):
             raise ValueError(f"paths must be 'self' or 'neighbours', got {paths!r}")
         if int(coupling) < 0:
             raise ValueError(f"coupling must be >= 0, got {coupling}")
-        super().__init__(seed=seed, rounds=int(rounds), tol=tol, damping=damping, blocks=blocks,
-                         weight_decay=weight_decay, loss=loss, negatives=negatives,
-                         negative_seed=negative_seed, line_search=line_search,
-                         max_backtracks=int(max_backtracks), paths=paths, coupling=int(coupling))
+        super().__init__(seed=seed)
         self.rounds, self.tol, self.damping = int(rounds), float(tol), float(damping)
         self.blocks, self.weight_decay, self.loss = blocks, weight_decay, loss
         self.negatives, self.negative_seed = negatives, negative_seed

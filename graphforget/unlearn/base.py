@@ -7,11 +7,12 @@ graph and a :class:`UnlearnReport`. Inputs are never mutated.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Optional
 
 import torch
@@ -157,6 +158,7 @@ class UnlearnReport:
     affected_nodes: int = 0
     affected_parameters: int = 0
     peak_memory_mb: float = float("nan")
+    #: the method's :meth:`Unlearner.get_params` (plus entries the method adds while it runs)
     options: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -251,18 +253,87 @@ class PeakMemory:
                 pass
 
 
+def _plain(value):
+    """A dataclass option value (a ``TrainConfig``) as its dict; anything else unchanged."""
+    if callable(getattr(value, "to_dict", None)):
+        return value.to_dict()
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+
+
+def param_names(klass: type) -> list[str]:
+    """Constructor parameter names of the :class:`Unlearner` subclass ``klass``, in signature
+    order: its ``__init__``'s named parameters and, while an ``__init__`` passes ``**options``
+    on, those of the base classes' (``IFRU(k, prune_ratio, **options)`` adds those of
+    :class:`~graphforget.unlearn.influence.InfluenceFunction`)."""
+    return _param_walk(klass)[0]
+
+
+def accepts_any_option(klass: type) -> bool:
+    """Whether ``klass(...)`` takes any keyword: its ``**options`` reach
+    :class:`Unlearner`'s, which stores them (older subclasses that pass options on by hand)."""
+    return _param_walk(klass)[1]
+
+
+def _param_walk(klass: type) -> tuple[list[str], bool]:
+    names: list[str] = []
+    for base in klass.__mro__:
+        init = base.__dict__.get("__init__")
+        if init is None:
+            continue
+        if base is object:
+            break
+        passes_on = False
+        for p in list(inspect.signature(init).parameters.values())[1:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                names.append(p.name)
+            passes_on |= p.kind is p.VAR_KEYWORD
+        if base is Unlearner:  # it stores whatever keywords reach it
+            return names, True
+        if not passes_on:
+            break
+    return names, False
+
+
 class Unlearner:
     """Base class: subclasses implement :meth:`_unlearn` on a copied model.
 
     ``unlearn`` resolves and validates the request *before* touching anything, copies the model,
     times the whole call and records its peak memory (:class:`PeakMemory`).
+
+    Options (scikit-learn convention): every constructor argument is stored as an attribute of
+    the same name, and :meth:`get_params` reads them back through the constructor's signature
+    (:func:`param_names`), so each option is written once, in the signature. The report records
+    ``get_params()`` as its ``options`` (a method may add entries while it runs).
     """
 
     name = "base"
 
     def __init__(self, seed: int = 0, **options) -> None:
+        """``seed``; ``options`` only for subclasses that still pass their options on by hand:
+        each is stored as an attribute of its name and counted among :meth:`get_params`."""
         self.seed = seed
-        self.options = options
+        for key, value in options.items():
+            setattr(self, key, value)
+        self._passed_options = tuple(options)
+
+    def get_params(self) -> dict:
+        """``{name: value}`` of every constructor argument (:func:`param_names`), read from the
+        attribute of that name: ``type(self)(**self.get_params())`` is an equivalent method."""
+        params = {}
+        for key in [*param_names(type(self)), *getattr(self, "_passed_options", ())]:
+            if key not in params:
+                try:
+                    params[key] = getattr(self, key)
+                except AttributeError:
+                    raise AttributeError(f"{type(self).__name__} does not store its constructor "
+                                         f"argument {key!r} as an attribute") from None
+        return params
+
+    @property
+    def options(self) -> dict:
+        """:meth:`get_params` without ``seed``, dataclass values (a ``TrainConfig``) as plain
+        dicts: the JSON-ready view callers such as the service ledger record."""
+        return {k: _plain(v) for k, v in self.get_params().items() if k != "seed"}
 
     def unlearn(self, model: RecModel, graph: InteractionGraph, request) -> UnlearnResult:
         if (model.num_users, model.num_items) != (graph.num_users, graph.num_items):
@@ -271,7 +342,7 @@ class Unlearner:
         request = UnlearningRequest.of(request)
         edges = request.resolve(graph)
         report = UnlearnReport(method=self.name, num_deleted=int(edges.shape[1]),
-                               options={"seed": self.seed, **self.options})
+                               options=self.get_params())
         new_model = copy.deepcopy(model)
         t0 = time.perf_counter()
         with PeakMemory(next(model.parameters()).is_cuda) as peak:

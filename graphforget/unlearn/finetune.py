@@ -37,8 +37,7 @@ class FineTune(Unlearner):
             raise ValueError(f"patience must be >= 1 or None, got {patience}")
         if lr is not None and not float(lr) > 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        super().__init__(seed=seed, max_epochs=int(max_epochs), patience=patience, lr=lr,
-                         config=None if config is None else config.to_dict())
+        super().__init__(seed=seed)
         self.config, self.max_epochs, self.patience = config, int(max_epochs), patience
         self.lr = None if lr is None else float(lr)
 

@@ -93,7 +93,6 @@ class IFRU(InfluenceFunction):
         if not 0.0 < prune_ratio <= 1.0:
             raise ValueError(f"prune_ratio must be in (0, 1], got {prune_ratio}")
         self.k, self.prune_ratio = (None if k is None else int(k)), float(prune_ratio)
-        self.options.update(k=k, prune_ratio=prune_ratio)
 
     def hops(self, num_layers: int) -> int:
         """Effective spillover hops ``min(k, K)`` (``k ≤ 1`` in paper mode)."""

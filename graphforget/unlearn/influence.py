@@ -333,12 +333,7 @@ class InfluenceFunction(Unlearner):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if loss not in ("auto", "bpr", "bce"):
             raise ValueError(f"loss must be 'auto', 'bpr' or 'bce', got {loss!r}")
-        super().__init__(seed=seed, damping=damping, solver=solver, tol=tol, max_iter=max_iter,
-                         steps=int(steps), newton_tol=newton_tol, coupling=coupling,
-                         weight_decay=weight_decay, loss=loss, negatives=negatives,
-                         negative_seed=negative_seed, paper_mode=paper_mode,
-                         fallback_fraction=fallback_fraction, lissa_scale=lissa_scale,
-                         damping_retries=damping_retries, damping_growth=damping_growth)
+        super().__init__(seed=seed)
         self.damping_growth = float(damping_growth)
         self.damping, self.solver, self.tol, self.max_iter = float(damping), solver, float(tol), int(max_iter)
         self.steps, self.newton_tol, self.coupling = int(steps), float(newton_tol), coupling

@@ -1,15 +1,15 @@
 r"""RecEraser (Chen et al., "Recommendation Unlearning", WWW 2022).
 
 The model is a :class:`~graphforget.models.ensemble.ShardedRecommender` trained by
-:func:`graphforget.unlearn.partition.fit_sharded` with ``strategy="kmeans"`` (interaction-based
+:func:`graphforget.train.sharding.fit_sharded` with ``strategy="kmeans"`` (interaction-based
 balanced partition of pretrained embeddings) and the attention aggregator. Forgetting
 :math:`\Delta\mathcal{D}` retrains, from scratch with their stored seeds, exactly the shards
 that held deleted edges (as in :class:`~graphforget.unlearn.sisa.SISA`), then retrains the
 attention aggregator from its seeded initialisation with the shards frozen on the remaining
-edges (:func:`~graphforget.unlearn.partition.train_aggregator`; ``aggregator_epochs`` overrides
+edges (:func:`~graphforget.train.sharding.train_aggregator`; ``aggregator_epochs`` overrides
 the stored number of epochs). Re-initialising the aggregator rather than fine-tuning it keeps
 every parameter free of the deleted edges; the partition of the remaining edges is kept (see the
-caveat in :mod:`graphforget.unlearn.partition`). A model with the ``mean`` aggregator is also
+caveat in :mod:`graphforget.train.sharding`). A model with the ``mean`` aggregator is also
 accepted (then only shards are retrained).
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Optional
 
 from ..data.graph import InteractionGraph
 from ..models.ensemble import ShardedRecommender
+from ..train.sharding import train_aggregator
 from .base import Timer, UnlearnReport
-from .partition import train_aggregator
 from .sisa import SISA
 
 
@@ -40,7 +40,6 @@ class RecEraser(SISA):
         if aggregator_epochs is not None and int(aggregator_epochs) < 0:
             raise ValueError(f"aggregator_epochs must be >= 0, got {aggregator_epochs}")
         self.aggregator_epochs = aggregator_epochs
-        self.options["aggregator_epochs"] = aggregator_epochs
 
     def _after_shards(self, model: ShardedRecommender, graph: InteractionGraph,
                       report: UnlearnReport, timer: Timer) -> None:

@@ -46,7 +46,7 @@ class Retrain(Unlearner):
     def __init__(self, config: Optional[TrainConfig] = None, seed: Optional[int] = None) -> None:
         if config is not None and not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-        super().__init__(seed=seed, config=None if config is None else config.to_dict())
+        super().__init__(seed=seed)
         self.config = config
 
     def _unlearn(self, model: RecModel, graph: InteractionGraph, edges: Tensor,

@@ -1,7 +1,7 @@
 r"""SISA unlearning (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021) for recommenders.
 
 The model is a :class:`~graphforget.models.ensemble.ShardedRecommender` trained by
-:func:`graphforget.unlearn.partition.fit_sharded` (``strategy="random"``, score averaging).
+:func:`graphforget.train.sharding.fit_sharded` (``strategy="random"``, score averaging).
 Forgetting :math:`\Delta\mathcal{D}` drops the deleted edges from the shard assignment and
 retrains *only* the shards :math:`\{s : \Delta\mathcal{D} \cap \mathcal{D}_s \neq \emptyset\}`
 from scratch, each with its original seed and training config, on
@@ -18,8 +18,8 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..models import RecModel
 from ..models.ensemble import ShardedRecommender
+from ..train.sharding import retrain_shards
 from .base import Timer, UnlearnReport, Unlearner
-from .partition import retrain_shards
 
 
 class SISA(Unlearner):
@@ -40,13 +40,13 @@ class SISA(Unlearner):
     def __init__(self, seed: int = 0, processes: int = 1) -> None:
         if int(processes) < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        super().__init__(seed=seed, processes=int(processes))
+        super().__init__(seed=seed)
         self.processes = int(processes)
 
     def _check_model(self, model: RecModel) -> ShardedRecommender:
         if not isinstance(model, ShardedRecommender):
             raise ValueError(f"{self.name} unlearning needs a sharded model; got {type(model).__name__}. "
-                             "Train one with graphforget.unlearn.partition.fit_sharded first.")
+                             "Train one with graphforget.train.sharding.fit_sharded first.")
         if model.aggregator_name not in self.aggregators:
             raise ValueError(f"{self.name} cannot unlearn a model with aggregator "
                              f"{model.aggregator_name!r} (supported: {self.aggregators}); "

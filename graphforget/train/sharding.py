@@ -1,4 +1,4 @@
-r"""Sharding for the partition-based unlearning baselines (SISA, RecEraser).
+r"""Shard training for the partition-based unlearning baselines (SISA, RecEraser).
 
 Partitioning the training interactions :math:`\mathcal{D}` into ``S`` disjoint shards:
 
@@ -43,8 +43,8 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..models import build_model
 from ..models.ensemble import ShardedRecommender
-from ..train import TrainConfig, train
-from ..train.sampling import sample_negatives
+from .sampling import sample_negatives
+from .trainer import TrainConfig, train
 
 STRATEGIES = ("random", "kmeans")
 
