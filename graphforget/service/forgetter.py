@@ -236,6 +236,19 @@ def _keys_in(edges: Tensor, reference: Tensor, num_items: int) -> Tensor:
     return torch.isin(edge_keys(edges, num_items), edge_keys(reference, num_items))
 
 
+def _train_finite(model, graph: InteractionGraph, cfg, unchanged: str):
+    """Train ``model`` with ``cfg``; the ``TrainResult`` (its model on the CPU, and its
+    ``seconds``), or :class:`UnlearningFailed` (``"…; " + unchanged``) if the parameters are
+    not finite."""
+    from ..train import train
+
+    result = train(model, graph, cfg)
+    result.model = result.model.cpu()
+    if not _finite(result.model):
+        raise UnlearningFailed(f"retraining produced non-finite parameters; {unchanged}")
+    return result
+
+
 def _finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -395,7 +408,7 @@ def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Pat
     with no recorded recipe, ``model["model"]`` is required. Appends a ``retrain`` row to the
     hash chain and makes the file's name the store's series. Returns the ledger row."""
     from ..models import from_config
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig
 
     path = Path(checkpoint_path)
     if path.exists():
@@ -422,12 +435,8 @@ def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Pat
             old = store.current_checkpoint()
             net = from_config({"dim": 64, "layers": 3, **arch, "num_users": graph.num_users,
                                "num_items": graph.num_items}, seed=cfg.seed)
-            t0 = time.perf_counter()
-            result = train(net, graph, cfg)
-            seconds = time.perf_counter() - t0
-            net = result.model.cpu()
-            if not _finite(net):
-                raise UnlearningFailed("retraining produced non-finite parameters; nothing was bound")
+            result = _train_finite(net, graph, cfg, "nothing was bound")
+            net, seconds = result.model, result.seconds
             sha = save_checkpoint(path, net, graph, cfg.to_dict(), {"retrained_for": str(db_path)})
             try:
                 _, payload = load_for_store(path, graph)
@@ -857,7 +866,7 @@ class Forgetter:
         checkpoint + single-transaction commit as a forget request (ledger kind ``retrain``).
         """
         from ..models import from_config
-        from ..train import TrainConfig, train
+        from ..train import TrainConfig
 
         with self._locked():
             self._refresh()
@@ -877,12 +886,8 @@ class Forgetter:
             graph = self.graph
             self._phase("train")
             model = from_config(self.payload["model"], seed=cfg.seed)
-            t0 = time.perf_counter()
-            result = train(model, graph, cfg)
-            seconds = time.perf_counter() - t0
-            model = result.model.cpu()
-            if not _finite(model):
-                raise UnlearningFailed("retraining produced non-finite parameters; the model is unchanged")
+            result = _train_finite(model, graph, cfg, "the model is unchanged")
+            model, seconds = result.model, result.seconds
             self._phase("audit")
             after = self._audit(model, graph, None)
             rid = new_request_id("retrain")
