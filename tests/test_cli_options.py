@@ -284,3 +284,16 @@ def test_broken_pipe_subprocess_is_quiet():
     os.close(write)
     assert proc.returncode == 141
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_datasets_list_and_stats_as_json(capsys):
+    import json
+
+    from graphforget.cli import main
+
+    assert main(["datasets", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "demo" and {"format", "description", "on_disk"} <= set(rows[0])
+    assert main(["datasets", "stats", "demo", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["users"] == 1944 and stats["items"] == 2748 and stats["train"] == 38708

@@ -261,11 +261,18 @@ def _print_table(rows: list[dict]) -> None:
 
 def cmd_datasets(args) -> int:
     registry = _registry()
-    if args.action == "list":
-        _print_table(registry.list_datasets())
-    elif args.action == "stats":
-        for key, value in registry.dataset_stats(args.name, root=args.root).items():
-            print(f"{key}: {value}")
+    if args.action in ("list", "stats"):
+        rows = (registry.list_datasets() if args.action == "list"
+                else registry.dataset_stats(args.name, root=args.root))
+        if args.json:
+            import json
+
+            print(json.dumps(rows, indent=2, default=str))
+        elif args.action == "list":
+            _print_table(rows)
+        else:
+            for key, value in rows.items():
+                print(f"{key}: {value}")
     else:
         from ..data.download import download
 
@@ -494,10 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list, describe or download datasets")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    dsub.add_parser("list", help="registered datasets")
+    q = dsub.add_parser("list", help="registered datasets")
+    q.add_argument("--json", action="store_true", help="print the list as JSON")
     q = dsub.add_parser("stats", help="size and fingerprint of a dataset")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--root", default=None, metavar="DIR")
+    q.add_argument("--json", action="store_true", help="print the figures as JSON")
     q = dsub.add_parser("download", help="fetch a dataset into the cache")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--root", default=None, metavar="DIR")
