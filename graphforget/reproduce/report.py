@@ -165,11 +165,11 @@ def method_family(label: str) -> str:
 
 #: y-axis labels in words, with the direction that is better
 AXIS_LABELS = {
-    "umia_auc": "per-edge U-MIA AUC (0.5 = like a retrain; higher = remembers)",
-    "score_error": "score error to the retrain (0 = retrain, 1 = forgot nothing)",
+    "umia_auc": "U-MIA AUC (0.5 = retrain,\nhigher = remembers)",
+    "score_error": "score error to the retrain\n(0 = retrain, 1 = forgot nothing)",
     "test_auc": "test AUC (higher is better)",
-    "mia_auc": "membership-inference AUC on deleted edges (retrain's is the target)",
-    "overlap@20": "top-20 overlap with the retrain (higher is closer)",
+    "mia_auc": "MIA AUC on deleted edges\n(the retrain's is the target)",
+    "overlap@20": "top-20 overlap with the retrain\n(higher is closer)",
     "recall@20": "test Recall@20 (higher is better)",
 }
 
@@ -194,7 +194,7 @@ def plot_tradeoff(agg: Sequence[dict], out: Path, y: str, title: str,
     n = len(panels)
     cols = min(3, n)
     rows_ = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), squeeze=False)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.5 * cols, 4.6 * rows_), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2])
         fam: dict = defaultdict(list)
