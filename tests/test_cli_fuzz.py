@@ -101,6 +101,29 @@ def fz(tmp_path_factory):
     torch.save({**payload, "model": {**payload["model"], "num_users": 10**12}}, f.giant)
     f.port = _closed_port()
     f.rep = d / "rep"  # never created: every reproduce row is refused
+    # the deletion service: a store bound to m.pt after one request, a copy without its key
+    import shutil
+    import sqlite3
+
+    f.db = d / "store.sqlite"
+    f.nokey = d / "nokey"
+    f.nokey.mkdir()
+    shutil.copy(f.ck, f.nokey / "m.pt")
+    raw = lambda pairs: "".join(f"{demo.user_ids[u]} {demo.item_ids[i]}\n" for u, i in pairs)  # noqa: E731
+    f.good_raw = write("good_raw.txt", raw(edges.t().tolist()))
+    f.absent_raw = write("absent_raw.txt", raw([(u, absent)]))
+    forget = ["--edges", str(f.good_raw), "--method", "if", "--fallback", "none", "--no-audit", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for db, ck in ((f.db, f.ck), (f.nokey / "store.sqlite", f.nokey / "m.pt")):
+            assert cli.main(["store", "import", "demo", "--db", str(db), "--checkpoint", str(ck),
+                             "--quiet"]) == 0
+            assert cli.main(["forget", "--db", str(db), "--checkpoint", str(ck), *forget]) == 0
+    (f.nokey / "store.sqlite.key").unlink()
+    f.foreign_db = d / "other.sqlite"
+    c = sqlite3.connect(f.foreign_db)
+    c.execute("CREATE TABLE notes(x)")
+    c.commit()
+    c.close()
     return f
 
 
@@ -363,11 +386,67 @@ CASES = [
          ("CUDA is not available",), marks=[NO_CUDA]),
     Case("reproduce-table-unknown", lambda f: ["reproduce", "nosuch", "--data-root", s(f.d)],
          ("table",), usage=True),
-    # ------------------------------------------------------------------ forget (deletion service)
+    # ------------------------------------------------------------------ deletion service
+    Case("store-import-db-is-dir", lambda f: ["store", "import", "demo", "--db", s(f.d), "--quiet"],
+         ("not a file",)),
+    Case("store-import-foreign-db", lambda f: ["store", "import", "demo", "--db", s(f.foreign_db), "--quiet"],
+         ("other.sqlite", "not a graphforget store")),
+    Case("store-import-other-dataset", lambda f: ["store", "import", s(f.tiny), "--db", s(f.db), "--quiet"],
+         ("store.sqlite",)),
+    Case("store-import-model-onto-a-bound-store",
+         lambda f: ["store", "import", "demo", "--db", s(f.db), "--model", "mf", "--checkpoint",
+                    s(f.d / "new.pt"), "--quiet"], ("bound checkpoint",)),
+    Case("store-rebind-checkpoint-of-another-graph",
+         lambda f: ["store", "rebind", "--db", s(f.db), "--checkpoint", s(f.ck)], ("m.pt",)),
+    Case("store-rebind-another-series-of-another-graph",
+         lambda f: ["store", "rebind", "--db", s(f.db), "--checkpoint", s(f.shape)], ("shape.pt",)),
+    Case("store-retrain-onto-an-existing-file",
+         lambda f: ["store", "retrain", "--db", s(f.db), "--checkpoint", s(f.ck)], ("already exists",)),
+    Case("store-migrate-missing", lambda f: ["store", "migrate", "--db", s(f.d / "nope.sqlite")],
+         ("nope.sqlite",)),
+    Case("store-migrate-foreign-db", lambda f: ["store", "migrate", "--db", s(f.foreign_db)],
+         ("not a graphforget store",)),
+    Case("forget-db-missing", lambda f: _forget(f, "--user", "0", db=f.d / "nope.sqlite"), ("nope.sqlite",)),
+    Case("forget-db-is-dir", lambda f: _forget(f, "--user", "0", db=f.d), ("not a file",)),
+    Case("forget-db-not-sqlite", lambda f: _forget(f, "--user", "0", db=f.junk), ("not a readable SQLite",)),
+    Case("forget-db-foreign", lambda f: _forget(f, "--user", "0", db=f.foreign_db), ("not a graphforget store",)),
+    Case("forget-user-unknown", lambda f: _forget(f, "--user", "nobody"), ("unknown user ids", "nobody")),
+    Case("forget-item-unknown", lambda f: _forget(f, "--item", "nothing"), ("unknown item ids",)),
+    Case("forget-edges-already-forgotten", lambda f: _forget(f, "--edges", f.good_raw), ("already forgotten",)),
+    Case("forget-edges-absent", lambda f: _forget(f, "--edges", f.absent_raw), ("not training interactions",)),
+    Case("forget-edges-empty", lambda f: _forget(f, "--edges", f.empty), ("empty.txt",)),
+    Case("forget-edges-latin1", lambda f: _forget(f, "--edges", f.latin1), ("latin1.txt",)),
+    Case("forget-edges-is-dir", lambda f: _forget(f, "--edges", f.d), ("is a directory",)),
+    Case("forget-option-unknown", lambda f: _forget(f, "--user", "0", "--option", "nosuch=1"), ("nosuch",)),
+    Case("forget-method-unknown", lambda f: _forget(f, "--user", "0", "--method", "nosuch"), ("nosuch",)),
+    Case("forget-request-id-control-chars", lambda f: _forget(f, "--user", "0", "--request-id", "a\x1b[2Jb"),
+         ("request id",)),
+    Case("forget-checkpoint-of-another-series", lambda f: _forget(f, "--user", "0", ck=f.unlearned),
+         ("series",)),
+    Case("forget-key-file-missing",
+         lambda f: _forget(f, "--user", "0", db=f.nokey / "store.sqlite", ck=f.nokey / "m.pt"),
+         ("key file is missing",)),
+    Case("forget-device-cuda", lambda f: _forget(f, "--user", "0", "--device", "cuda"),
+         ("CUDA is not available",), marks=[NO_CUDA]),
+    Case("history-db-missing", lambda f: ["history", "--db", s(f.d / "nope.sqlite")], ("nope.sqlite",)),
+    Case("history-db-is-dir", lambda f: ["history", "--db", s(f.d)], ("not a file",)),
+    Case("history-db-foreign", lambda f: ["history", "--db", s(f.foreign_db)], ("not a graphforget store",)),
+    Case("history-db-truncated", lambda f: ["history", "--db", s(f.truncated)], ("truncated.pt",)),
+    Case("verify-db-missing", lambda f: ["verify", "--db", s(f.d / "nope.sqlite")], ("nope.sqlite",)),
+    Case("verify-db-foreign", lambda f: ["verify", "--db", s(f.foreign_db)], ("not a graphforget store",)),
+    Case("verify-checkpoint-of-another-series",
+         lambda f: ["verify", "--db", s(f.db), "--checkpoint", s(f.unlearned)], ("series",)),
+    Case("verify-checkpoint-folder-missing",
+         lambda f: ["verify", "--db", s(f.db), "--checkpoint", s(f.d / "nope" / "m.pt")], ("no such",)),
     Case("forget-unlearning-failed", lambda f: ["forget", "--db", s(f.good), "--checkpoint", s(f.ck),
                                                 "--user", "7", "--quiet"],
          ("unlearning failed", "model is unchanged"), patch=_failing_forgetter),
 ]
+
+
+def _forget(f, *extra, db=None, ck=None) -> list:
+    return ["forget", "--db", s(db or f.db), "--checkpoint", s(ck or f.ck), "--method", "if",
+            "--fallback", "none", "--no-audit", "--quiet", *[s(x) for x in extra]]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
@@ -401,7 +480,12 @@ def test_bad_input_is_one_line_and_exit_2(fz, case, capsys, monkeypatch):
 
 def test_corpus_covers_every_command():
     commands = {c.id.split("-")[0] for c in CASES}
-    assert {"train", "evaluate", "datasets", "unlearn", "audit", "reproduce"} <= commands
+    assert {"train", "evaluate", "datasets", "unlearn", "audit", "reproduce", "store", "forget",
+            "history", "verify"} <= commands
+    from graphforget.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(sub.choices) <= commands, set(sub.choices) - commands
     assert len({c.id for c in CASES}) == len(CASES)
 
 

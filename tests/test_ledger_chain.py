@@ -92,7 +92,39 @@ def replace_current_checkpoint(tmp_path) -> None:
     shutil.copy(tmp_path / "model.pt", tmp_path / name)  # another valid checkpoint
 
 
-LIVE_PAIR = "(SELECT user, item FROM interactions WHERE split='train' ORDER BY user, item LIMIT 1)"
+LIVE_PAIR = "SELECT user, item FROM interactions WHERE split='train' ORDER BY user, item LIMIT 1"
+
+
+def key_of(tmp_path) -> bytes:
+    from graphforget.service.tokens import read_key
+
+    return read_key(tmp_path / "store.sqlite.key")
+
+
+def insert_tombstone(tmp_path, request_id: str) -> None:
+    """An attacker who also holds the key file tombstones a live pair for ``request_id``."""
+    from graphforget.service.tokens import pair_tokens
+
+    (pair,) = sql(tmp_path, LIVE_PAIR)
+    (token,) = pair_tokens(key_of(tmp_path), [[pair[0]], [pair[1]]])
+    c = sqlite3.connect(tmp_path / "store.sqlite", isolation_level=None)
+    c.execute("INSERT INTO deleted(token, request_id, time) VALUES(?, ?, 0)", (token, request_id))
+    c.close()
+
+
+def reinsert_forgotten(tmp_path, request_id: str) -> None:
+    """With the key, recover a request's pair by hashing every (user, item) pair, and put it
+    back into the training rows."""
+    import torch
+
+    from graphforget.service.tokens import pair_tokens
+
+    ((nu,),), ((ni,),) = sql(tmp_path, "SELECT COUNT(*) FROM users"), sql(tmp_path, "SELECT COUNT(*) FROM items")
+    dead = {t for (t,) in sql(tmp_path, f"SELECT token FROM deleted WHERE request_id='{request_id}'")}
+    every = torch.cartesian_prod(torch.arange(nu), torch.arange(ni)).t()
+    hit = [k for k, t in enumerate(pair_tokens(key_of(tmp_path), every)) if t in dead]
+    (u, i), = every[:, hit].t().tolist()
+    sql(tmp_path, f"INSERT INTO interactions(user, item, split) VALUES({u}, {i}, 'train')")
 
 # tampering -> ({failing check: text in its detail}, text in the start-up refusal)
 TAMPERING = {
@@ -113,21 +145,20 @@ TAMPERING = {
         {"chain": "broken after row 4, the last", "tombstones": "no applied ledger row",
          "pointer": "not the ledger's latest"}, "broken after row 4"),
     "delete a tombstone": (
-        lambda t: sql(t, "DELETE FROM deleted WHERE (user, item) = (SELECT user, item FROM deleted "
-                         "WHERE request_id='a' ORDER BY user, item LIMIT 1)"),
+        lambda t: sql(t, "DELETE FROM deleted WHERE token = (SELECT token FROM deleted "
+                         "WHERE request_id='a' ORDER BY token LIMIT 1)"),
         {"tombstones": "at row 3 (request a): 1 tombstones carry its request id, it recorded 2"},
         "tombstones do not match the ledger at row 3"),
     "insert a tombstone of a request": (
-        lambda t: sql(t, f"INSERT INTO deleted SELECT user, item, 'b', 0 FROM {LIVE_PAIR}"),
+        lambda t: insert_tombstone(t, "b"),
         {"tombstones": "at row 4 (request b): 2 tombstones", "forgotten pairs": "1 forgotten pairs"},
         "tombstones do not match the ledger at row 4"),
     "insert a tombstone of no request": (
-        lambda t: sql(t, f"INSERT INTO deleted SELECT user, item, 'made-up', 0 FROM {LIVE_PAIR}"),
+        lambda t: insert_tombstone(t, "made-up"),
         {"tombstones": "1 tombstones belong to no applied ledger row (request ids made-up)"},
         "no applied ledger row"),
     "reinsert a forgotten pair": (
-        lambda t: sql(t, "INSERT INTO interactions(user, item, split) SELECT user, item, 'train' "
-                         "FROM deleted WHERE request_id='b'"),
+        lambda t: reinsert_forgotten(t, "b"),
         {"forgotten pairs": "1 forgotten pairs have interaction rows again", "graph": "is not the current"},
         "forgotten pairs have interaction rows again"),
     "replace the current checkpoint": (
@@ -241,7 +272,7 @@ def test_store_written_before_the_chain_is_chained_as_found(served, capsys):
     assert cli.main(["history", "--db", db]) == 0
     assert "ledger NOT CHAINED" in capsys.readouterr().out.splitlines()[-1]
     assert cli.main(["store", "migrate", "--db", db]) == 0
-    assert "the ledger is chained now (chain row 6)" in capsys.readouterr().out
+    assert "the store is converted now (chain row 6)" in capsys.readouterr().out
     code, lines = verify(tmp_path, capsys, "--anchor", hashes["c"])  # same functions: same hashes
     assert code == 0 and "rows before row 6 were written before the chain" in lines[0]
     f = open_forgetter(tmp_path)
@@ -249,7 +280,7 @@ def test_store_written_before_the_chain_is_chained_as_found(served, capsys):
     f.close()
     assert verify(tmp_path, capsys)[0] == 0
     assert cli.main(["store", "migrate", "--db", db]) == 0
-    assert "was already chained" in capsys.readouterr().out
+    assert "was already current" in capsys.readouterr().out
     kinds = [r[0] for r in sql(tmp_path, "SELECT kind FROM ledger ORDER BY seq")]
     assert kinds == ["import", "bind", "edges", "edges", "user", "chain", "user"]
 

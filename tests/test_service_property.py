@@ -98,8 +98,9 @@ def test_random_request_sequences_match_oracle(seed, actions):
             assert pairs_of(h.valid_edges) == valid and pairs_of(h.test_edges) == test
             assert f.graph.fingerprint() == h.fingerprint()
             assert pairs_of(f.graph.valid_edges) == valid and pairs_of(f.graph.test_edges) == test
-            dead = f.store.conn.execute("SELECT user, item FROM deleted").fetchall()
-            assert set(dead) == forgotten
+            dead = {t for (t,) in f.store.conn.execute("SELECT token FROM deleted")}
+            assert dead == set(f.store.tokens(torch.tensor(sorted(forgotten), dtype=torch.long)
+                                              .view(-1, 2).t()))
             rows = [e for e in f.history() if e.kind in ("edges", "user", "item")]
             assert [e.request_id for e in rows] == list(applied)
         f.close()

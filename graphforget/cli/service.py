@@ -17,8 +17,9 @@ were refused) are printed as their ``repr``.
 ``verify`` prints one line per check (``ok`` / ``FAIL`` / ``skip``, see
 :mod:`graphforget.service.verify`) and then ``verified`` or ``NOT verified``; exit status 0 when
 verified, 1 when a check fails, 2 on bad input (``--json``: the same as one JSON object).
-``store migrate`` chains the ledger of a store written before the chain (any writable open does
-it too).
+``store migrate`` brings a store of an older schema to the current one (any writable open does
+it too): it chains the ledger of a store written before the chain, and turns raw tombstones
+into keyed ones (creating the key file ``DB.key``), removing the raw ids of forgotten data.
 
 ``store import`` into a store that already holds data only re-imports the same rows (a reload:
 forgotten rows stay forgotten). Anything that would make the store unusable is refused in one
@@ -98,6 +99,7 @@ def cmd_store_import(args) -> int:
 
     if args.model and not args.checkpoint:
         raise ValueError("--model trains a model: give --checkpoint PATH to write it to")
+    _check_device(args.device)
     if args.model and Path(args.checkpoint).exists():
         raise ValueError(f"{args.checkpoint} already exists: --model would overwrite it (it may be "
                          "the checkpoint a store is bound to); give a new path, or recover a store "
@@ -147,6 +149,12 @@ def cmd_store_import(args) -> int:
     return 0
 
 
+def _check_device(name: str) -> None:
+    from . import _device  # the CLI's one device check (a one-line error without CUDA)
+
+    _device(name)
+
+
 def _refuse_unsafe_import(args, store, graph) -> None:
     """One-line ``ValueError`` (nothing written yet) for an import that would leave the store
     unusable: see the module docstring."""
@@ -185,6 +193,7 @@ def cmd_store_retrain(args) -> int:
     from ..service import retrain_checkpoint
 
     _existing_db(args.db)
+    _check_device(args.device)
     model = {k: getattr(args, k) for k in ("model", "dim", "layers") if getattr(args, k) is not None}
     config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "seed")
               if getattr(args, k) is not None}
@@ -206,6 +215,7 @@ def cmd_forget(args) -> int:
     from ..service import Forgetter, audit_figures
 
     _existing_db(args.db)
+    _check_device(args.device)
     edges = read_pairs(args.edges) if args.edges else None  # malformed file: nothing opened
     phases = ["validate", "audit", "unlearn", "audit", "checkpoint", "commit"]
     bar = _progress_bar(len(phases), "forget", args.quiet)
@@ -311,8 +321,8 @@ def cmd_store_migrate(args) -> int:
             was_chained = store.chained
         with InteractionStore(args.db) as store:  # a writable open chains an unchained ledger
             seq, head = Ledger(store.conn).head() or (0, None)
-    state = "was already chained" if was_chained else f"is chained now (chain row {seq})"
-    print(f"{args.db}: the ledger {state}; {seq} rows, head {head}")
+    state = "was already current" if was_chained else f"is converted now (chain row {seq})"
+    print(f"{args.db}: the store {state}; {seq} ledger rows, head {head}")
     return 0
 
 

@@ -37,9 +37,12 @@ that last took it):
    the new checkpoint to a temp file, ``fsync``, rename to its versioned name, fsync the
    directory (:func:`~graphforget.train.save_checkpoint`).
 5. **Commit**, in ONE SQLite transaction: delete the pairs' rows from every split and add their
-   tombstones, append the ``applied`` ledger row (with the checkpoint's sha256), move the
-   current-checkpoint pointer. A failure here rolls back and removes the new file (its record
-   goes at the next clean-up).
+   tombstones (keyed tokens, :mod:`~graphforget.service.tokens`; a user / item forgotten as a
+   whole also loses its raw id), append the ``applied`` ledger row (with the checkpoint's
+   sha256; its request holds no raw ids), move the current-checkpoint pointer. A failure here
+   rolls back and removes the new file (its record goes at the next clean-up). Then the WAL is
+   checkpointed and truncated, so with ``secure_delete`` the deleted bytes are gone from the
+   database file and its WAL.
 6. **Clean up**: the previous versioned checkpoint is deleted (it still encodes the forgotten
    data) unless ``keep_history=True``, and forgotten from ``files``. The *base* checkpoint is
    never deleted by the service: archive or remove it yourself once requests have been applied.
@@ -114,6 +117,7 @@ from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from ..unlearn import Unlearner, get_unlearner, method_key
 from .ledger import Ledger, LedgerEntry, jsonable
 from .store import InteractionStore
+from .tokens import placeholder
 from .verify import integrity_problem, load_for_store
 
 AuditFn = Callable[..., dict]
@@ -379,6 +383,7 @@ def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Path
     store, ledger = _open_for_recovery(db_path)
     try:
         old_series = store.get_meta("checkpoint_series")
+        load_for_store(path, store.to_graph())  # refused before a lock file is created
         with _series_locks(path.parent, [path.name] + ([old_series] if old_series else []), lock_timeout):
             graph = store.to_graph()
             _, payload = load_for_store(path, graph)
@@ -523,9 +528,13 @@ class Forgetter:
         self.model = None
         self.payload: dict = {}
         self.current: dict = {}
-        if self.store.is_empty():
-            raise ValueError(f"{db_path}: the store holds no data; import a data set first")
-        self.reconcile()
+        try:
+            if self.store.is_empty():
+                raise ValueError(f"{db_path}: the store holds no data; import a data set first")
+            self.reconcile()
+        except BaseException:
+            self.store.close()  # a refused start leaves no connection (nor -wal / -shm files)
+            raise
 
     # ------------------------------------------------------------------ files and locks
     @contextmanager
@@ -586,6 +595,12 @@ class Forgetter:
             self.progress(name)
 
     # ------------------------------------------------------------------ start-up
+    def _check_series(self) -> None:
+        bound, series = self.store.get_meta("checkpoint_series"), self.checkpoint_path.name
+        if bound is not None and bound != series:
+            raise ValueError(f"store {self.store.path} is bound to checkpoint series {bound!r}, "
+                             f"not {series!r}")
+
     def reconcile(self) -> dict:
         """Bring files in line with the store after a crash (see the module docstring).
 
@@ -596,6 +611,7 @@ class Forgetter:
         as its own (no other file is touched). Raises ``ValueError`` if the checkpoint is
         missing, modified or of another graph.
         """
+        self._check_series()  # before the lock: another series' lock file is never created
         with self._locked():
             problem = integrity_problem(self.store, self.ledger)
             if problem:
@@ -603,10 +619,7 @@ class Forgetter:
                                  f"{self.store.path}` for every check")
             graph = self.store.to_graph()
             series = self.checkpoint_path.name
-            bound = self.store.get_meta("checkpoint_series")
-            if bound is not None and bound != series:
-                raise ValueError(f"store {self.store.path} is bound to checkpoint series {bound!r}, "
-                                 f"not {series!r}")
+            self._check_series()  # again under the lock
             ptr = self.store.current_checkpoint()
             if ptr is None:
                 ptr = self._bind(graph)
@@ -689,7 +702,9 @@ class Forgetter:
         if not isinstance(rid, str) or not rid.strip() or len(rid) > 200 or not rid.isprintable():
             raise ValueError("request id must be a non-empty printable string (no control "
                              f"characters) of at most 200 characters, got {rid!r}")
-        digest = _digest(kind, request)
+        digest = self.store.request_digest(kind, request)
+        stored = {"pairs": len(request)} if kind == "edges" else \
+            {kind: placeholder(self.store.key, kind, request)}  # no raw ids in the ledger
         with self._locked():
             self._refresh()
             prior = self.ledger.applied(rid)
@@ -700,7 +715,7 @@ class Forgetter:
                 return ForgetResult.from_entry(prior, replayed=True)
             self._phase("validate")
             edges, heldout = resolve()
-            return self._apply(kind, request, rid, digest, edges, heldout)
+            return self._apply(kind, stored, rid, digest, edges, heldout)
 
     def _raw_pairs(self, edges: Tensor) -> list[tuple[str, str]]:
         return list(zip(self.store.raw_users(edges[0].tolist()), self.store.raw_items(edges[1].tolist())))
@@ -847,11 +862,18 @@ class Forgetter:
                 if self.store.current_checkpoint() != self.current:
                     raise RuntimeError("the store's checkpoint pointer moved during the request; retry")
                 self.store.mark_deleted(c, pairs, rid, entry.time)
+                if kind in ("user", "item"):  # the node keeps its id, not its raw id
+                    node = int(edges[0 if kind == "user" else 1, 0])
+                    name = self.store.forget_node(c, kind, node)
                 entry.seq = self.ledger.append(c, entry)
                 self.store.set_current_checkpoint(c, ckpt, sha, entry.graph_fingerprint)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        self.store.scrub()  # the deleted bytes leave the WAL file too
+        ids = None if kind not in ("user", "item") else getattr(new_graph, f"{kind}_ids")
+        if ids is not None:
+            ids[node] = name
         self.graph, self.model = new_graph, res.model
         self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
         self._remove_orphans()
@@ -944,19 +966,20 @@ class Forgetter:
         out["status"] = "applied" if applied else rows[-1].status
         if applied is None or applied.kind not in ("edges", "user", "item"):
             return out
-        pairs = self.store.request_pairs(request_id)
-        in_store = int(self.store.present(pairs).sum()) if pairs.shape[1] else 0
-        in_graph = int(_keys_in(pairs, self.graph.train_edges, self.graph.num_items).sum())
+        toks = self.store.request_tokens(request_id)
+        in_store = self.store.present_tokens(toks)
+        graph_toks = set(self.store.tokens(self.graph.train_edges)) if toks else set()
+        in_graph = sum(t in graph_toks for t in toks)
         path = self.dir / applied.checkpoint
         recorded = applied.num_edges + applied.num_heldout
         problem = integrity_problem(self.store, self.ledger)
-        out.update({"pairs": int(pairs.shape[1]), "pairs_recorded": recorded,
+        out.update({"pairs": len(toks), "pairs_recorded": recorded,
                     "rows_in_store": in_store, "ledger_problem": problem,
                     "edges_in_served_graph": in_graph, "checkpoint_present": path.exists(),
                     "checkpoint_sha256_ok": (file_sha256(path) == applied.checkpoint_sha256)
                     if path.exists() else None,
                     "is_current": applied.checkpoint == self.current["name"],
-                    "forgotten": in_store == 0 and in_graph == 0 and pairs.shape[1] == recorded
+                    "forgotten": in_store == 0 and in_graph == 0 and len(toks) == recorded
                     and problem is None})
         return out
 

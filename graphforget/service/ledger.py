@@ -10,8 +10,10 @@ a solver that did not converge with no fallback), and change nothing else.
 
 Columns: ``seq`` (order, contiguous from 1), ``request_id``, ``time`` (unix seconds), ``kind``
 (``edges``, ``user``, ``item``, ``import``, ``bind``, ``retrain``, ``chain``), ``status``,
-``request`` (JSON of the raw ids as given), ``request_digest`` (sha256 of the canonical request,
-for idempotency), ``num_edges`` (training edges forgotten), ``num_heldout`` (validation / test
+``request`` (JSON; for a forget request no raw ids: ``{"pairs": n}`` for edges,
+``{"user": placeholder}`` / ``{"item": placeholder}`` for a whole node, see
+:mod:`~graphforget.service.tokens`), ``request_digest`` (a keyed digest of the canonical
+request as given, for idempotency), ``num_edges`` (training edges forgotten), ``num_heldout`` (validation / test
 pairs purged), ``method``, ``options``, ``report`` (the :class:`~graphforget.unlearn.UnlearnReport`:
 times, solver residual, iterations, …), ``audit_before`` / ``audit_after`` (utility figures),
 ``checkpoint`` (file name), ``checkpoint_sha256``, ``graph_fingerprint`` (training edges after
@@ -22,7 +24,7 @@ the request), ``parent_sha256`` (checkpoint the request started from), ``error``
 or edit its bytes. So every row also stores
 
 * ``tombstones_sha256``: sha256 of the tombstones an ``applied`` row added (the ``deleted`` rows
-  carrying its request id, as sorted little-endian int64 ``(user, item)`` pairs; ``NULL`` when
+  carrying its request id: their sorted keyed tokens, :mod:`~graphforget.service.tokens`; ``NULL`` when
   it added none, and for every ``failed`` row), and
 * ``hash``: sha256 of the canonical JSON ``{"prev": <previous row's hash>, "row": {every other
   column, seq and tombstones_sha256 included, as stored}}`` (:func:`row_hash`); the first row's
@@ -53,6 +55,10 @@ Their content is only tamper-evident from then on; an untampered ledger of schem
 gets the hashes it would have had (its store id is kept), so a later anchor is meaningful.
 (Someone who strips the hash columns and sets the schema version back gets the same
 re-chaining: that is a rewrite of the whole ledger, which only an anchor detects, as above.)
+A store of schema 2 (chained, but its tombstones and forget requests held raw ids) is checked
+first (chain and tombstones; a broken one is refused, not laundered), then its tombstones become
+keyed tokens, forgotten nodes lose their raw ids, and its rows are rehashed with raw ids
+replaced in the same way, under a ``chain`` row: anchors taken before that row no longer match.
 """
 from __future__ import annotations
 
@@ -63,9 +69,11 @@ import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+
+from .tokens import tombstones_digest
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger(
@@ -89,7 +97,8 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 """
 
 GENESIS_PREFIX = b"graphforget ledger chain v1\0"  # + store id: the first row's "prev"
-TOMBSTONES_PREFIX = b"graphforget tombstones v1\0"  # + sorted int64 (user, item) pairs
+TOMBSTONES_PREFIX = b"graphforget tombstones v2\0"  # + the sorted 16-byte tokens
+LEGACY_TOMBSTONES_PREFIX = b"graphforget tombstones v1\0"  # schema 2: + sorted int64 pairs
 
 _JSON_COLUMNS = ("request", "options", "report", "audit_before", "audit_after")
 _INT_COLUMNS = ("seq", "num_edges", "num_heldout")
@@ -131,11 +140,18 @@ def genesis_hash(store_id: str) -> str:
     return hashlib.sha256(GENESIS_PREFIX + str(store_id).encode()).hexdigest()
 
 
-def tombstones_sha256(pairs: np.ndarray) -> Optional[str]:
-    """sha256 of tombstone pairs ``[m, 2]`` sorted by (user, item); ``None`` for none."""
+def tombstones_sha256(tokens) -> Optional[str]:
+    """sha256 of a request's tombstone tokens (:mod:`~graphforget.service.tokens`), sorted;
+    ``None`` for none."""
+    return tombstones_digest(tokens, TOMBSTONES_PREFIX)
+
+
+def legacy_tombstones_sha256(pairs: np.ndarray) -> Optional[str]:
+    """The digest schema 2 stored: sha256 of raw ``(user, item)`` pairs ``[m, 2]``, sorted."""
     if len(pairs) == 0:
         return None
-    return hashlib.sha256(TOMBSTONES_PREFIX + np.ascontiguousarray(pairs, dtype="<i8").tobytes()).hexdigest()
+    return hashlib.sha256(LEGACY_TOMBSTONES_PREFIX
+                          + np.ascontiguousarray(pairs, dtype="<i8").tobytes()).hexdigest()
 
 
 def row_hash(prev: Optional[str], row: dict) -> str:
@@ -275,11 +291,13 @@ class Ledger:
                      [row[c] for c in CHAINED_COLUMNS] + [h])
         return tomb, h
 
-    def chain_existing(self, conn: sqlite3.Connection, from_version: int) -> int:
-        """Chain the ledger of a store written before the chain, inside the caller's (opening)
-        transaction: rebuild the table with the chain's columns, rehash its rows as found (same
-        ``seq``, same functions as :meth:`append`) and append a ``chain`` row saying so.
-        Returns the number of rows chained."""
+    def chain_existing(self, conn: sqlite3.Connection, from_version: int,
+                       transform: Optional[Callable[[dict], dict]] = None) -> int:
+        """Rechain the ledger of a store of an older schema, inside the caller's (opening)
+        transaction: rebuild the table with the chain's columns, rehash its rows (same ``seq``,
+        same functions as :meth:`append`) after ``transform`` (stored values in, stored values
+        out: schema 3 replaces raw ids of forget requests by keyed digests) and append a
+        ``chain`` row saying so. Returns the number of rows rechained."""
         old = [r[1] for r in conn.execute("PRAGMA table_info(ledger)")]
         cols = [c for c in ["seq"] + _CONTENT if c in old]
         rows = [dict(zip(cols, r)) for r in conn.execute(
@@ -287,14 +305,18 @@ class Ledger:
         conn.execute("DROP TABLE ledger")  # fires no trigger; drops them with the table
         run_script(conn, LEDGER_SCHEMA)
         for r in rows:
-            self._insert(conn, r["seq"], {c: r.get(c) for c in _CONTENT})
+            row = {c: r.get(c) for c in _CONTENT}
+            self._insert(conn, r["seq"], transform(row) if transform else row)
         self.columns = [r[1] for r in conn.execute("PRAGMA table_info(ledger)")]
         when = time.time()
         self.append(conn, LedgerEntry(
             request_id=f"chain-{when:.6f}-{uuid.uuid4().hex[:8]}", time=when, kind="chain",
             status="applied", request={"rows": len(rows), "schema_version": from_version},
-            request_digest="", report={"note": "the rows before this one were written before "
-                                                "the ledger was chained, and rehashed as found"}))
+            request_digest="", report={"note": (
+                "the rows before this one were written before the ledger was chained, and "
+                "rehashed as found" if from_version < 2 else
+                "the rows before this one were rehashed after their raw ids were replaced by "
+                "keyed digests (schema 3); anchors taken before this row no longer match")}))
         return len(rows)
 
     # ------------------------------------------------------------------ checking
@@ -409,18 +431,30 @@ def _store_id(conn: sqlite3.Connection) -> Optional[str]:
 
 
 def _request_tombstones(conn: sqlite3.Connection, request_id: str) -> Optional[str]:
-    rows = conn.execute("SELECT user, item FROM deleted WHERE request_id=? ORDER BY user, item",
-                        (request_id,)).fetchall()
-    return tombstones_sha256(np.array(rows, dtype=np.int64).reshape(-1, 2))
+    rows = conn.execute("SELECT token FROM deleted WHERE request_id=?", (request_id,)).fetchall()
+    return tombstones_sha256(r[0] for r in rows)
 
 
 def _tombstone_groups(conn: sqlite3.Connection) -> dict[str, tuple[int, Optional[str]]]:
     """``{request id: (count, tombstones_sha256)}`` of the whole ``deleted`` table, read once."""
-    rows = conn.execute("SELECT request_id, user, item FROM deleted "
-                        "ORDER BY request_id, user, item").fetchall()
-    if not rows:
-        return {}
-    rids = [r[0] for r in rows]
-    pairs = np.array([r[1:] for r in rows], dtype=np.int64)
-    starts = [0] + [k for k in range(1, len(rids)) if rids[k] != rids[k - 1]] + [len(rids)]
-    return {rids[a]: (b - a, tombstones_sha256(pairs[a:b])) for a, b in zip(starts, starts[1:])}
+    groups: dict[str, list[bytes]] = {}
+    for rid, token in conn.execute("SELECT request_id, token FROM deleted"):
+        groups.setdefault(rid, []).append(token)
+    return {rid: (len(t), tombstones_sha256(t)) for rid, t in groups.items()}
+
+
+def legacy_tombstone_problem(conn: sqlite3.Connection) -> Optional[str]:
+    """:meth:`Ledger.tombstone_problem` of a schema-2 store (raw ``(user, item)`` tombstones),
+    checked before such a store is converted to tokens."""
+    rows = conn.execute("SELECT request_id, user, item FROM deleted ORDER BY request_id, user, item").fetchall()
+    groups: dict[str, list] = {}
+    for rid, u, i in rows:
+        groups.setdefault(rid, []).append((u, i))
+    for seq, rid, recorded in conn.execute("SELECT seq, request_id, tombstones_sha256 FROM ledger "
+                                           "WHERE status='applied' ORDER BY seq"):
+        pairs = groups.pop(rid, [])
+        if legacy_tombstones_sha256(np.array(pairs, dtype=np.int64).reshape(-1, 2)) != recorded:
+            return f"tombstones do not match the ledger at {_where(seq, rid)}"
+    if groups:
+        return f"tombstones of no applied ledger row (request ids {', '.join(shown(r) for r in list(groups)[:5])})"
+    return None

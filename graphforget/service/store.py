@@ -8,9 +8,12 @@ holds
   and a user whose interactions are all forgotten remains as an isolated node.
 * ``interactions(user, item, rating, label, timestamp, split)`` with ``split`` in
   ``train`` / ``valid`` / ``test``.
-* ``deleted(user, item, request_id, time)``: one tombstone per forgotten ``(user, item)`` pair. A
+* ``deleted(token, request_id, time)``: one tombstone per forgotten ``(user, item)`` pair, as a
+  keyed token under the key kept in the key file beside the database, not the pair itself
+  (:mod:`graphforget.service.tokens`, which also says what a holder of the file can learn). A
   tombstoned pair has no row in any split, and every later import skips it, so a forgotten
-  interaction never comes back through a reload or a retrain.
+  interaction never comes back through a reload or a retrain. A user (item) forgotten as a
+  whole keeps its internal id but its raw id becomes a ``forgotten:…`` placeholder.
 * ``meta(key, value)``: data set name, whether training labels are used, the store's random
   ``store_id``, and the "current checkpoint" pointer maintained by
   :class:`~graphforget.service.Forgetter`.
@@ -27,7 +30,8 @@ ever committed implicitly.
 
 A store is marked in the SQLite header: ``PRAGMA application_id`` is
 :data:`APPLICATION_ID` and ``PRAGMA user_version`` the schema version :data:`SCHEMA_VERSION`
-(1: the first marked stores; 2: the ledger is hash-chained).
+(1: the first marked stores; 2: the ledger is hash-chained; 3: keyed tombstones, no raw ids
+of forgotten data).
 Before anything is created or written, an existing file is inspected read-only (:func:`probe`):
 a directory, a file that is not SQLite or is damaged, an SQLite file of another program (another
 application id, or objects without graphforget's tables) and a store of a newer schema are
@@ -39,11 +43,16 @@ that such a store's crashes left behind are never recorded, so they are not remo
 schema version 1 (or unmarked) has an unchained ledger: the same first writable open chains it,
 in the same transaction (:meth:`~graphforget.service.Ledger.chain_existing`: rows rehashed as
 found, plus a ``chain`` row saying so; ``graphforget store migrate`` does just that). Read-only
-opens never chain; :func:`graphforget.service.verify_store` refuses an unchained store. With
+opens never chain; :func:`graphforget.service.verify_store` refuses an unchained store. A
+store of schema 2 is converted on its first writable open in the same way (see
+:mod:`graphforget.service.ledger`). After each forget request the WAL is checkpointed and
+truncated, and ``secure_delete`` zeroes deleted content, so the forgotten bytes are gone from
+the database file and its WAL (not from backups, copies, or the file system's free blocks). With
 ``readonly=True`` the file is opened through a ``file:…?mode=ro`` URI and never written.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -57,13 +66,14 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph, as_edge_tensor, edge_keys
 from ..data.interactions import Interactions
-from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry, run_script
+from . import tokens as tk
+from .ledger import LEDGER_SCHEMA, Ledger, LedgerEntry, legacy_tombstone_problem, run_script
 
 SPLITS = ("train", "valid", "test")
 _CHUNK = 500  # host parameters per IN (...) query, well below SQLite's limit
 
 APPLICATION_ID = int.from_bytes(b"GFst", "big")  # 0x47467374, PRAGMA application_id of a store
-SCHEMA_VERSION = 2  # PRAGMA user_version; 2: the ledger is hash-chained
+SCHEMA_VERSION = 3  # PRAGMA user_version; 2: hash-chained ledger; 3: keyed tombstones
 _TABLES = frozenset({"meta", "users", "items", "interactions", "deleted", "ledger"})  # in every store
 
 SCHEMA = """
@@ -79,8 +89,7 @@ CREATE TABLE IF NOT EXISTS interactions(
 CREATE INDEX IF NOT EXISTS interactions_item ON interactions(item);
 CREATE INDEX IF NOT EXISTS interactions_split ON interactions(split, user, item);
 CREATE TABLE IF NOT EXISTS deleted(
-    user INTEGER NOT NULL, item INTEGER NOT NULL, request_id TEXT NOT NULL, time REAL NOT NULL,
-    PRIMARY KEY(user, item)) WITHOUT ROWID;
+    token BLOB PRIMARY KEY, request_id TEXT NOT NULL, time REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deleted_request ON deleted(request_id);
 CREATE TABLE IF NOT EXISTS files(name TEXT PRIMARY KEY, time REAL NOT NULL);
 """
@@ -158,8 +167,11 @@ class InteractionStore:
         graph = store.to_graph()            # the current state, same internal ids
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, readonly: bool = False,
+                 key_path: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        self.key_path = Path(key_path) if key_path is not None else tk.default_key_path(self.path)
+        self._key: Optional[bytes] = None
         self.readonly = readonly
         self._in_tx = False
         kind = probe(self.path)  # before anything is created or written
@@ -169,8 +181,11 @@ class InteractionStore:
                                         "`graphforget store import`)")
             if kind == "empty":
                 raise ValueError(f"{self.path}: an empty database, not a graphforget store")
-            self.conn = sqlite3.connect(_read_only_uri(self.path), uri=True, timeout=timeout,
-                                        isolation_level=None)
+            # without a -wal file no writer has the store open: read it as immutable, so the
+            # read creates no -wal / -shm files (a read-only connection could not remove them)
+            wal = self.path.with_name(self.path.name + "-wal").exists()
+            self.conn = sqlite3.connect(_read_only_uri(self.path, immutable=not wal), uri=True,
+                                        timeout=timeout, isolation_level=None)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -178,18 +193,70 @@ class InteractionStore:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA secure_delete=ON")  # overwrite deleted rows' content
+        migrated = False
         with self.transaction() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]  # under the write lock
-            unchained = version < SCHEMA_VERSION and c.execute(
+            old = version < SCHEMA_VERSION and c.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
+            if old and version >= 2:
+                self._check_before_migration(c)
             run_script(c, SCHEMA)
             if kind != "store":
                 self._stamp(c, adopt=kind == "unmarked")
-            if unchained:
-                Ledger(c).chain_existing(c, version)
+            if old or self.get_meta("key_id") is None:
+                self._key = tk.create_key(self.key_path)
+                self.set_meta(c, "key_id", tk.key_id(self._key))
+            if old:
+                transform = self._to_tokens(c)
+                Ledger(c).chain_existing(c, version, transform)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                migrated = True
             else:
                 run_script(c, LEDGER_SCHEMA)
+        if migrated:
+            self.scrub()
+
+    def _check_before_migration(self, conn: sqlite3.Connection) -> None:
+        """A chained (schema 2) store is converted only if its chain and tombstones hold, so a
+        conversion never launders tampering."""
+        problem = Ledger(conn).chain_problem() or legacy_tombstone_problem(conn)
+        if problem:
+            raise ValueError(f"{self.path}: {problem}; a store that fails its integrity checks is "
+                             "not converted to schema 3 (verify it with an older graphforget)")
+
+    def _to_tokens(self, conn: sqlite3.Connection):
+        """Schema 1/2 → 3 inside the opening transaction: tombstones of raw pairs become keyed
+        tokens and the users / items forgotten as a whole get their placeholders. Returns the
+        ledger row transform that replaces the raw ids of forget requests (see
+        :mod:`~graphforget.service.ledger`)."""
+        key = self._key
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(deleted)")]
+        if "token" not in cols:
+            rows = conn.execute("SELECT user, item, request_id, time FROM deleted").fetchall()
+            conn.execute("DROP TABLE deleted")
+            run_script(conn, SCHEMA)
+            toks = tk.pair_tokens(key, torch.tensor([r[:2] for r in rows], dtype=torch.long).view(-1, 2).t())
+            conn.executemany("INSERT INTO deleted(token, request_id, time) VALUES(?, ?, ?)",
+                             [(t, r[2], r[3]) for t, r in zip(toks, rows)])
+        names: dict[tuple[str, str], str] = {}
+        for kind, request in conn.execute("SELECT kind, request FROM ledger WHERE status='applied' "
+                                          "AND kind IN ('user', 'item')").fetchall():
+            raw = json.loads(request)
+            if isinstance(raw, str):
+                names[(kind, raw)] = self._forget_raw(conn, kind, raw)
+
+        def transform(row: dict) -> dict:
+            if row.get("kind") not in ("edges", "user", "item"):
+                return row
+            raw = json.loads(row["request"])
+            if isinstance(raw, dict):  # already without raw ids
+                return row
+            kind = row["kind"]
+            stored = {"pairs": len(raw)} if kind == "edges" else \
+                {kind: names.get((kind, raw), tk.placeholder(key, kind, str(raw)))}
+            return {**row, "request": json.dumps(stored, sort_keys=True),
+                    "request_digest": tk.request_digest(key, kind, raw)}
+        return transform
 
     def _stamp(self, conn: sqlite3.Connection, adopt: bool) -> None:
         """Mark a new (or, with ``adopt``, an unmarked old) store inside ``conn``'s transaction."""
@@ -199,6 +266,28 @@ class InteractionStore:
                      (uuid.uuid4().hex[:12],))
         if adopt:
             conn.execute(_ADOPT_FILES, (time.time(),))
+
+    @property
+    def key(self) -> bytes:
+        """The tombstone key from :attr:`key_path` (read once); a one-line ``ValueError`` if it
+        is missing or is not this store's."""
+        if self._key is None:
+            if not self.key_path.exists():
+                raise ValueError(f"{self.key_path}: the store's key file is missing, so its "
+                                 "tombstones cannot be checked: restore it (from where it was "
+                                 "backed up) before forgetting or importing")
+            key = tk.read_key(self.key_path)
+            if tk.key_id(key) != self.get_meta("key_id"):
+                raise ValueError(f"{self.key_path}: this key file is not the key of {self.path}")
+            self._key = key
+        return self._key
+
+    def scrub(self) -> None:
+        """Checkpoint the WAL into the database and truncate it, so deleted bytes (zeroed there
+        by ``secure_delete``) leave the WAL file too. A reader holding an old snapshot can stop
+        the truncation; it then happens at a later forget."""
+        if not self.readonly:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
@@ -356,6 +445,7 @@ class InteractionStore:
             maps = []
             for table, raw in (("users", uraw), ("items", iraw)):
                 known = dict(c.execute(f"SELECT raw, id FROM {table}").fetchall())
+                self._add_placeholders(known, table, [r for r in raw if r not in known])
                 nxt, out = len(known), []
                 for r in raw:
                     k = known.get(r)
@@ -366,7 +456,7 @@ class InteractionStore:
                 maps.append(torch.tensor(out, dtype=torch.long))
             num_users_before = int(c.execute("SELECT COUNT(*) FROM users").fetchone()[0])
             total_items = int(c.execute("SELECT COUNT(*) FROM items").fetchone()[0]) + stats["items_added"]
-            dead = self._deleted_keys(c, total_items)
+            dead = self._dead_tokens(c)
             gaining: set[int] = set()
             for split in SPLITS:
                 e = as_edge_tensor(getattr(graph, f"{split}_edges"), f"{split}_edges")
@@ -374,7 +464,7 @@ class InteractionStore:
                     continue
                 e = torch.stack([maps[0][e[0]], maps[1][e[1]]])
                 keys = edge_keys(e, total_items)
-                alive = ~torch.isin(keys, dead)
+                alive = self._alive(e, dead)
                 stats["rows_forgotten"] += int((~alive).sum())
                 rows = c.execute("SELECT user, item FROM interactions WHERE split=?", (split,)).fetchall()
                 have = edge_keys(torch.tensor(rows, dtype=torch.long).view(-1, 2).t(), total_items)
@@ -406,13 +496,19 @@ class InteractionStore:
                             train.source or name)
 
     def _map_ids(self, conn: sqlite3.Connection, table: str, raw: list[str]) -> tuple[Tensor, int]:
-        """Store ids for the incoming raw ids, inserting unknown ones; returns (map, added)."""
+        """Store ids for the incoming raw ids, inserting unknown ones; returns (map, added). A
+        raw id of a node forgotten as a whole maps to its placeholder's id."""
         if len(set(raw)) != len(raw):
             seen, dup = set(), []
             for r in raw:
                 (dup.append(r) if r in seen else seen.add(r))
             raise ValueError(f"duplicate raw {table[:-1]} ids in the data: {dup[:10]}")
         known = dict(conn.execute(f"SELECT raw, id FROM {table}").fetchall())
+        reserved = [r for r in raw if r.startswith(tk.PLACEHOLDER) and r not in known]
+        if reserved:
+            raise ValueError(f"raw {table[:-1]} ids may not start with {tk.PLACEHOLDER!r} (kept for "
+                             f"forgotten {table}): {reserved[:5]}")
+        self._add_placeholders(known, table, [r for r in raw if r not in known])
         nxt = len(known)
         mapping, new = [], []
         for r in raw:
@@ -424,6 +520,38 @@ class InteractionStore:
             mapping.append(k)
         conn.executemany(f"INSERT INTO {table}(id, raw) VALUES(?, ?)", new)
         return torch.tensor(mapping, dtype=torch.long), len(new)
+
+    def _add_placeholders(self, found: dict, table: str, unknown: list[str]) -> None:
+        """Add ``raw → id`` to ``found`` for the ``unknown`` raw ids whose node was forgotten
+        as a whole (hashed only when the table has placeholders: then the key is needed)."""
+        lo, hi = tk.PLACEHOLDER, tk.PLACEHOLDER[:-1] + chr(ord(tk.PLACEHOLDER[-1]) + 1)
+        if not unknown or self.conn.execute(f"SELECT 1 FROM {table} WHERE raw >= ? AND raw < ? "
+                                            "LIMIT 1", (lo, hi)).fetchone() is None:
+            return
+        names = {tk.placeholder(self.key, table[:-1], r): r for r in unknown}
+        for chunk in _chunks(list(names)):
+            q = f"SELECT raw, id FROM {table} WHERE raw IN ({','.join('?' * len(chunk))})"
+            for name, k in self.conn.execute(q, list(chunk)):
+                found[names[name]] = k
+
+    def _forget_raw(self, conn: sqlite3.Connection, what: str, raw: str) -> str:
+        """Inside ``conn``'s transaction: replace the raw id of the user / item ``raw`` by its
+        placeholder (its internal id stays); returns the placeholder."""
+        name = tk.placeholder(self.key, what, raw)
+        conn.execute(f"UPDATE {what}s SET raw=? WHERE raw=?", (name, raw))
+        return name
+
+    def forget_node(self, conn: sqlite3.Connection, what: str, node: int) -> str:
+        """Inside ``conn``'s transaction: the user / item with internal id ``node`` loses its raw
+        id (:func:`~graphforget.service.tokens.placeholder`); returns the placeholder."""
+        (raw,) = conn.execute(f"SELECT raw FROM {what}s WHERE id=?", (int(node),)).fetchone()
+        if raw.startswith(tk.PLACEHOLDER):
+            return raw
+        return self._forget_raw(conn, what, raw)
+
+    def request_digest(self, kind: str, request) -> str:
+        """Keyed digest of a forget request's canonical raw form (the ledger's idempotency)."""
+        return tk.request_digest(self.key, kind, request)
 
     def _import(self, num_users: int, num_items: int, user_ids, item_ids, rows: dict,
                 labels: bool, name: str, source: str) -> dict:
@@ -444,14 +572,13 @@ class InteractionStore:
                 self.set_meta(c, "name", name)
             umap, stats["users_added"] = self._map_ids(c, "users", uraw)
             imap, stats["items_added"] = self._map_ids(c, "items", iraw)
-            total_items = int(c.execute("SELECT COUNT(*) FROM items").fetchone()[0])
-            dead = self._deleted_keys(c, total_items)
+            dead = self._dead_tokens(c)
             for split, (e, rating, label, ts) in rows.items():
                 e = as_edge_tensor(e, f"{split}_edges")
                 if e.shape[1] == 0:
                     continue
                 e = torch.stack([umap[e[0]], imap[e[1]]])
-                alive = ~torch.isin(edge_keys(e, total_items), dead)
+                alive = self._alive(e, dead)
                 stats["rows_forgotten"] += int((~alive).sum())
                 cols = [e[0][alive].tolist(), e[1][alive].tolist()]
                 for t in (rating, label, ts):
@@ -517,6 +644,7 @@ class InteractionStore:
         for chunk in _chunks(uniq):
             q = f"SELECT raw, id FROM {table} WHERE raw IN ({','.join('?' * len(chunk))})"
             found.update(self.conn.execute(q, list(chunk)).fetchall())
+        self._add_placeholders(found, table, [r for r in uniq if r not in found])  # forgotten nodes
         missing = [r for r in uniq if r not in found]
         if missing:
             raise ValueError(f"unknown {table[:-1]} ids ({len(missing)}): {missing[:10]}")
@@ -545,37 +673,62 @@ class InteractionStore:
         return [found.get(i, f"<unknown {i}>") for i in ids]
 
     # ------------------------------------------------------------------ tombstones
-    def _deleted_keys(self, conn: sqlite3.Connection, num_items: int) -> Tensor:
-        rows = conn.execute("SELECT user, item FROM deleted").fetchall()
-        if not rows:
-            return torch.zeros(0, dtype=torch.long)
-        e = torch.tensor(rows, dtype=torch.long).t()
-        return edge_keys(e, num_items)
+    def _dead_tokens(self, conn: sqlite3.Connection) -> set[bytes]:
+        return {t for (t,) in conn.execute("SELECT token FROM deleted")}
+
+    def _alive(self, edges: Tensor, dead: set[bytes]) -> Tensor:
+        """Bool ``[m]``: which pairs of ``edges`` are not tombstoned (no hashing, and no key
+        needed, while nothing is)."""
+        if not dead:
+            return torch.ones(edges.shape[1], dtype=torch.bool)
+        return torch.tensor([t not in dead for t in tk.pair_tokens(self.key, edges)], dtype=torch.bool)
+
+    def tokens(self, edges: Tensor) -> list[bytes]:
+        """Tombstone tokens of the pairs ``edges [2, m]``."""
+        return tk.pair_tokens(self.key, as_edge_tensor(edges))
 
     def deleted_by(self, edges: Tensor) -> list[Optional[str]]:
         """For each pair of ``edges [2, m]`` the request id that forgot it, else ``None``."""
-        pairs = _pairs(as_edge_tensor(edges))
-        out: dict[tuple[int, int], str] = {}
-        for chunk in _chunks(pairs, _CHUNK // 2):
-            cond = " OR ".join(["(user=? AND item=?)"] * len(chunk))
-            args = [v for p in chunk for v in p]
-            for u, i, r in self.conn.execute(f"SELECT user, item, request_id FROM deleted WHERE {cond}", args):
-                out[(u, i)] = r
-        return [out.get(p) for p in pairs]
+        if self.conn.execute("SELECT 1 FROM deleted LIMIT 1").fetchone() is None:
+            return [None] * int(as_edge_tensor(edges).shape[1])
+        toks = self.tokens(edges)
+        out: dict[bytes, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(toks))):
+            q = f"SELECT token, request_id FROM deleted WHERE token IN ({','.join('?' * len(chunk))})"
+            out.update(self.conn.execute(q, list(chunk)).fetchall())
+        return [out.get(t) for t in toks]
 
     def deleted_of(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None) -> dict:
-        """``{request_id: count}`` of tombstones of the given users or items."""
-        col, ids = ("user", users) if users is not None else ("item", items)
-        ids = torch.as_tensor(ids).view(-1).tolist()
-        q = (f"SELECT request_id, COUNT(*) FROM deleted WHERE {col} IN ({','.join('?' * len(ids))}) "
-             "GROUP BY request_id")
-        return dict(self.conn.execute(q, ids).fetchall())
+        """``{request_id: count}`` of tombstones of the given users or items (their pairs with
+        every item or user of the store, hashed)."""
+        nodes = torch.as_tensor(users if users is not None else items).view(-1)
+        other = torch.arange(self.num_items if users is not None else self.num_users)
+        a, b = torch.cartesian_prod(nodes, other).t() if len(nodes) else (nodes, nodes)
+        pairs = torch.stack([a, b]) if users is not None else torch.stack([b, a])
+        out: dict[str, int] = {}
+        for r in self.deleted_by(pairs):
+            if r is not None:
+                out[r] = out.get(r, 0) + 1
+        return out
 
-    def request_pairs(self, request_id: str) -> Tensor:
-        """Pairs ``[2, m]`` tombstoned by ``request_id``."""
-        rows = self.conn.execute("SELECT user, item FROM deleted WHERE request_id=? ORDER BY user, item",
-                                 (request_id,)).fetchall()
-        return torch.tensor(rows, dtype=torch.long).view(-1, 2).t().contiguous()
+    def request_tokens(self, request_id: str) -> list[bytes]:
+        """Tokens tombstoned by ``request_id``."""
+        return [t for (t,) in self.conn.execute("SELECT token FROM deleted WHERE request_id=?",
+                                                (request_id,))]
+
+    def _interaction_tokens(self) -> dict[bytes, tuple[int, int]]:
+        """``{token: (user, item)}`` of every pair with an interaction row (any split)."""
+        rows = self.conn.execute("SELECT DISTINCT user, item FROM interactions").fetchall()
+        pairs = torch.tensor(rows, dtype=torch.long).view(-1, 2).t()
+        return dict(zip(self.tokens(pairs), rows)) if rows else {}
+
+    def present_tokens(self, tokens: Iterable[bytes]) -> int:
+        """How many of ``tokens`` are pairs that have an interaction row again."""
+        tokens = list(tokens)
+        if not tokens:
+            return 0
+        live = self._interaction_tokens()
+        return sum(t in live for t in tokens)
 
     def present(self, edges: Tensor, split: Optional[str] = None) -> Tensor:
         """Bool ``[m]``: which pairs still have a row (in ``split``, or any split)."""
@@ -590,14 +743,14 @@ class InteractionStore:
 
     def forgotten_in_store(self, limit: int = 5) -> tuple[int, list[tuple[str, str, str]]]:
         """Tombstoned pairs that have an interaction row again: their number and the first
-        ``limit`` as ``(raw user, raw item, request id)`` (one query each, nothing loaded)."""
-        back = ("FROM deleted d WHERE EXISTS (SELECT 1 FROM interactions i "
-                "WHERE i.user = d.user AND i.item = d.item)")
-        (n,) = self.conn.execute(f"SELECT COUNT(*) {back}").fetchone()
-        rows = self.conn.execute(f"SELECT d.user, d.item, d.request_id {back} "
-                                 "ORDER BY d.user, d.item LIMIT ?", (limit,)).fetchall()
-        users, items = self.raw_users([r[0] for r in rows]), self.raw_items([r[1] for r in rows])
-        return int(n), [(u, i, r[2]) for u, i, r in zip(users, items, rows)]
+        ``limit`` as ``(raw user, raw item, request id)`` (every row's token recomputed)."""
+        dead = dict(self.conn.execute("SELECT token, request_id FROM deleted").fetchall())
+        if not dead:
+            return 0, []
+        back = sorted((pair, dead[t]) for t, pair in self._interaction_tokens().items() if t in dead)
+        rows = back[:limit]
+        users, items = self.raw_users([p[0] for p, _ in rows]), self.raw_items([p[1] for p, _ in rows])
+        return len(back), [(u, i, r) for u, i, (_, r) in zip(users, items, rows)]
 
     def heldout_pairs(self, users: Optional[Tensor] = None, items: Optional[Tensor] = None) -> Tensor:
         """Validation / test pairs ``[2, m]`` of the given users or items."""
@@ -611,15 +764,16 @@ class InteractionStore:
     def mark_deleted(self, conn: sqlite3.Connection, pairs: Tensor, request_id: str,
                      when: float) -> int:
         """Inside the caller's transaction: delete every row of ``pairs`` (all splits) and add
-        their tombstones. Raises ``ValueError`` if a pair is already tombstoned (the caller's
-        transaction then rolls back). Returns the number of interaction rows removed."""
-        pairs = _pairs(as_edge_tensor(pairs))
+        their tombstone tokens. Raises ``ValueError`` if a pair is already tombstoned (the
+        caller's transaction then rolls back). Returns the number of interaction rows removed."""
+        pairs = as_edge_tensor(pairs)
+        toks = self.tokens(pairs)
         before = self.conn.total_changes
-        conn.executemany("DELETE FROM interactions WHERE user=? AND item=?", pairs)
+        conn.executemany("DELETE FROM interactions WHERE user=? AND item=?", _pairs(pairs))
         removed = self.conn.total_changes - before
         try:
-            conn.executemany("INSERT INTO deleted(user, item, request_id, time) VALUES(?, ?, ?, ?)",
-                             [(u, i, request_id, when) for u, i in pairs])
+            conn.executemany("INSERT INTO deleted(token, request_id, time) VALUES(?, ?, ?)",
+                             [(t, request_id, when) for t in toks])
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"some pairs of request {request_id!r} are already forgotten") from exc
         return removed

@@ -7,7 +7,8 @@ created or written) and returns one :class:`Check` per property:
   first broken row is named by its ``seq``.
 * ``tombstones``: the ``deleted`` table is exactly the union of the tombstones the applied rows
   recorded (:meth:`Ledger.tombstone_problem`).
-* ``forgotten pairs``: no tombstoned pair has an interaction row (any split) again.
+* ``forgotten pairs``: no tombstoned pair has an interaction row (any split) again (every row's
+  keyed token recomputed: it fails, saying so, when the store's key file is missing).
 * ``pointer``: the current-checkpoint pointer is the latest checkpoint the ledger recorded.
 * ``graph``: the store's training graph is the one the current checkpoint was recorded for.
 * ``anchor`` (with ``anchor=``): a row of the verified chain has this hash.
@@ -142,7 +143,10 @@ def _tombstones(ledger: Ledger) -> Check:
 
 
 def _forgotten(store: InteractionStore) -> Check:
-    n, examples = store.forgotten_in_store()
+    try:
+        n, examples = store.forgotten_in_store()
+    except ValueError as exc:  # the key file is missing or not the store's
+        return Check("forgotten pairs", False, f"cannot be checked: {shown(str(exc))}")
     if n:
         shown_ex = ", ".join(f"({shown(u)}, {shown(i)}) of request {shown(r)}" for u, i, r in examples)
         return Check("forgotten pairs", False, f"{n} forgotten pairs have interaction rows again, "
