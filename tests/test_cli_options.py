@@ -79,9 +79,20 @@ def test_quiet_and_verbose_exclude_each_other(argv, capsys):
 def test_every_module_command_takes_v_and_q():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction))
-    for name in ("train", "evaluate", "unlearn", "audit", "reproduce"):
-        opts = sub.choices[name]._option_string_actions
-        assert {"-q", "--quiet", "-v", "--verbose"} <= set(opts), name
+    leaves = []
+
+    def walk(p, path):
+        subs = [a for a in p._actions if isinstance(a, cli.argparse._SubParsersAction)]
+        if not subs:
+            leaves.append((path, p))
+        for a in subs:
+            for name, child in a.choices.items():
+                walk(child, path + [name])
+
+    walk(parser, [])
+    assert len(leaves) >= 15  # train … verify, datasets list/stats/download, store import/…
+    for path, p in leaves:
+        assert {"-q", "--quiet", "-v", "--verbose"} <= set(p._option_string_actions), path
 
 
 def test_global_quiet_reaches_service_commands(monkeypatch):

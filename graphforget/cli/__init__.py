@@ -443,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphforget",
         description="Train graph recommenders and make them forget interactions.",
-        epilog="-v/--verbose and -q/--quiet go before any command, or after train, evaluate, "
-               "unlearn, audit or reproduce.")
+        epilog="-v/--verbose and -q/--quiet go before any command or after it (`graphforget "
+               "train -q`, `graphforget datasets list -q`, `graphforget store import -q`).")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
@@ -501,13 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="list, describe or download datasets")
     dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    q = dsub.add_parser("list", help="registered datasets")
+    q = add_command(dsub, "list", help="registered datasets")
     q.add_argument("--json", action="store_true", help="print the list as JSON")
-    q = dsub.add_parser("stats", help="size and fingerprint of a dataset")
+    q = add_command(dsub, "stats", help="size and fingerprint of a dataset")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--root", default=None, metavar="DIR")
     q.add_argument("--json", action="store_true", help="print the figures as JSON")
-    q = dsub.add_parser("download", help="fetch a dataset into the cache")
+    q = add_command(dsub, "download", help="fetch a dataset into the cache")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--root", default=None, metavar="DIR")
     q.add_argument("--url", default=None, metavar="URL",
@@ -517,7 +517,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="expected sha256 (repeat FILE=HEX for data sets of several files); "
                         "a mismatch is refused")
     q.add_argument("--force", action="store_true", help="download again even if cached")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_datasets)
 
     for name in COMMAND_MODULES:

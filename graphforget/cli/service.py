@@ -340,9 +340,10 @@ def _lock_option(p) -> None:
 
 def register(subparsers) -> None:
     """Add ``store``, ``forget``, ``history`` and ``verify`` to the ``graphforget`` command line."""
+    from . import add_command  # -v / -q after every leaf command, defaults in --help
     p = subparsers.add_parser("store", help="the deletion service's interaction store")
     ssub = p.add_subparsers(dest="store_action", metavar="ACTION", required=True)
-    q = ssub.add_parser("import", help="import a dataset (and bind or train a model)")
+    q = add_command(ssub, "import", help="import a dataset (and bind or train a model)")
     q.add_argument("data", metavar="DATA", help="registered dataset name or a path")
     q.add_argument("--db", required=True, metavar="SQLITE", help="store file (created if absent)")
     q.add_argument("--root", default=None, metavar="DIR", help="dataset cache directory")
@@ -359,19 +360,18 @@ def register(subparsers) -> None:
     q.add_argument("--patience", type=int, default=10, help="0 disables early stopping")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_store_import)
-    q = ssub.add_parser("migrate", help="chain the ledger of a store written before the chain")
+    q = add_command(ssub, "migrate", help="bring a store of an older schema to the current one")
     q.add_argument("--db", required=True, metavar="SQLITE")
     q.set_defaults(func=cmd_store_migrate)
-    q = ssub.add_parser("rebind", help="bind an existing checkpoint of the store's current graph "
+    q = add_command(ssub, "rebind", help="bind an existing checkpoint of the store's current graph "
                                        "(recovery after the bound one was replaced or lost)")
     q.add_argument("--db", required=True, metavar="SQLITE")
     q.add_argument("--checkpoint", required=True, metavar="CKPT",
                    help="checkpoint trained on the store's current graph (becomes the series)")
     _lock_option(q)
     q.set_defaults(func=cmd_store_rebind)
-    q = ssub.add_parser("retrain", help="train a new model on the store's current graph with the "
+    q = add_command(ssub, "retrain", help="train a new model on the store's current graph with the "
                                         "recorded recipe and bind it")
     q.add_argument("--db", required=True, metavar="SQLITE")
     q.add_argument("--checkpoint", required=True, metavar="NEW_CKPT",
@@ -386,7 +386,7 @@ def register(subparsers) -> None:
     _lock_option(q)
     q.set_defaults(func=cmd_store_retrain)
 
-    p = subparsers.add_parser("forget", help="forget interactions (atomic, logged in the ledger)")
+    p = add_command(subparsers, "forget", help="forget interactions (atomic, logged in the ledger)")
     p.add_argument("--db", required=True, metavar="SQLITE")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="base checkpoint of the series")
     who = p.add_mutually_exclusive_group(required=True)
@@ -404,17 +404,16 @@ def register(subparsers) -> None:
     p.add_argument("--no-audit", action="store_true", help="record no audit figures")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _lock_option(p)
     p.set_defaults(func=cmd_forget)
 
-    p = subparsers.add_parser("history", help="the ledger of a store")
+    p = add_command(subparsers, "history", help="the ledger of a store")
     p.add_argument("--db", required=True, metavar="SQLITE")
     p.add_argument("--request-id", default=None, metavar="ID", help="only this request")
     p.add_argument("--json", action="store_true", help="export the ledger as JSON")
     p.set_defaults(func=cmd_history)
 
-    p = subparsers.add_parser("verify", help="check a store for tampering (read-only; exit 1 if found)")
+    p = add_command(subparsers, "verify", help="check a store for tampering (read-only; exit 1 if found)")
     p.add_argument("--db", required=True, metavar="SQLITE")
     p.add_argument("--checkpoint", default=None, metavar="CKPT",
                    help="base checkpoint of the series: also check the checkpoint files")
