@@ -355,7 +355,6 @@ def _config_values(path: str, parser: argparse.ArgumentParser, command: str) -> 
                 action, (argparse._HelpAction, argparse._VersionAction)):
             raise ValueError(f"{where}: unknown key {key!r} (not an option of "
                              f"`graphforget {command}`)")
-        flag = action.option_strings[-1] if len(action.option_strings) == 1 else "--" + key.replace("_", "-")
         if isinstance(value, dict):
             raise ValueError(f"{where}: key {key!r}: expected a value, not a table")
         if action.nargs == 0:  # store_true / store_false flags
@@ -600,8 +599,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _is_unlearning_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is the deletion service's ``UnlearningFailed`` (nothing was changed)."""
-    forgetter = sys.modules.get("graphforget.service.forgetter")
-    return forgetter is not None and isinstance(exc, getattr(forgetter, "UnlearningFailed", ()))
+    requests = sys.modules.get("graphforget.service.requests")
+    return requests is not None and isinstance(exc, getattr(requests, "UnlearningFailed", ()))
 
 
 if __name__ == "__main__":

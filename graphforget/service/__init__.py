@@ -9,9 +9,10 @@ ledger.
 >>> verified(verify_store("store.sqlite", "model.pt"))   # the ledger chain and every cross-check
 True
 """
-from .forgetter import (ForgetResult, Forgetter, LockTimeout, UnlearningFailed, audit_figures,
-                        new_request_id, normalise_pairs, rebind_checkpoint, recorded_recipe,
-                        retrain_checkpoint)
+from .forgetter import Forgetter, audit_figures
+from .recovery import rebind_checkpoint, recorded_recipe, retrain_checkpoint
+from .requests import ForgetResult, UnlearningFailed, new_request_id, normalise_pairs
+from .series import LockTimeout
 from .ledger import Ledger, LedgerEntry
 from .store import InteractionStore
 from .verify import Check, integrity_problem, load_for_store, verify_store, verified

@@ -97,15 +97,13 @@ representation (its row and column of :math:`\hat{A}` are zero).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields as dc_fields
+from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -113,26 +111,18 @@ import torch
 from torch import Tensor
 
 from ..data.graph import InteractionGraph, edge_keys
-from ..train.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from ..train.checkpoint import file_sha256, save_checkpoint
 from ..unlearn import Unlearner, get_unlearner, method_key
-from .ledger import Ledger, LedgerEntry, jsonable
+from .ledger import LedgerEntry, jsonable, Ledger
+from .recovery import (is_finite_model, recipe_of, recovery_hint, train_finite, binding_digest,
+                       rebind_checkpoint, retrain_checkpoint)
+from .requests import ForgetResult, UnlearningFailed, raw_id, new_request_id, normalise_pairs
+from .series import DEFAULT_LOCK_TIMEOUT, acquire_lock, release_lock
 from .store import InteractionStore
 from .tokens import placeholder
 from .verify import integrity_problem, load_for_store
 
 AuditFn = Callable[..., dict]
-
-
-class UnlearningFailed(RuntimeError):
-    """The unlearning method (and its fallback) failed numerically; nothing was changed."""
-
-
-class LockTimeout(TimeoutError):
-    """The checkpoint series' lock file stayed held past ``lock_timeout`` seconds."""
-
-
-DEFAULT_LOCK_TIMEOUT = 60.0
-
 
 def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor] = None,
                   adj_graph: Optional[InteractionGraph] = None, ks: Sequence[int] = (20,)) -> dict:
@@ -155,308 +145,11 @@ def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor
             "deleted_ranks": rank_summary(ranks, k=max(ks))}
 
 
-@dataclass
-class ForgetResult:
-    """Outcome of a request (rebuilt from the ledger when a request id is replayed)."""
-
-    request_id: str
-    kind: str
-    status: str
-    num_edges: int
-    num_heldout: int
-    method: Optional[str]
-    checkpoint: Optional[str]
-    checkpoint_sha256: Optional[str]
-    graph_fingerprint: Optional[str]
-    report: dict = field(default_factory=dict)
-    audit_before: Optional[dict] = None
-    audit_after: Optional[dict] = None
-    ledger_hash: Optional[str] = None  # hash of the request's ledger row (an anchor)
-    replayed: bool = False
-
-    @classmethod
-    def from_entry(cls, e: LedgerEntry, replayed: bool) -> "ForgetResult":
-        names = {f.name for f in dc_fields(cls)} - {"replayed", "ledger_hash"}
-        d = {k: getattr(e, k) for k in names}
-        d["report"] = d["report"] or {}
-        return cls(**d, ledger_hash=e.hash, replayed=replayed)
-
-    def summary(self) -> str:
-        rep = self.report or {}
-        s = (f"{'replayed' if self.replayed else self.status} {self.request_id}: forgot "
-             f"{self.num_edges} training interactions")
-        if self.num_heldout:
-            s += f" (+{self.num_heldout} held-out)"
-        s += f" with {self.method}"
-        if rep.get("seconds_total") is not None:
-            s += f" in {rep['seconds_total']:.3f}s"
-        return s + f"; checkpoint {self.checkpoint} sha256={self.checkpoint_sha256}"
-
-
-# ---------------------------------------------------------------------- request parsing
-def _raw_id(x: Any) -> Optional[str]:
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, str):
-        return x if x.strip() == x and x else None
-    if isinstance(x, int) or (hasattr(x, "dtype") and getattr(x, "ndim", 1) == 0
-                              and str(x.dtype).startswith(("int", "uint", "torch.int"))):
-        return str(int(x))
-    return None
-
-
-def normalise_pairs(edges_raw: Iterable) -> list[tuple[str, str]]:
-    """``[(raw_user, raw_item), ...]`` as strings; ``ValueError`` naming malformed entries."""
-    if isinstance(edges_raw, (str, bytes)) or not hasattr(edges_raw, "__iter__"):
-        raise ValueError(f"edges must be a list of (user, item) pairs, got {type(edges_raw).__name__}")
-    out, bad = [], []
-    for k, p in enumerate(edges_raw):
-        if isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2:
-            bad.append((k, p))
-            continue
-        u, i = _raw_id(p[0]), _raw_id(p[1])
-        if u is None or i is None:
-            bad.append((k, p))
-            continue
-        out.append((u, i))
-    if bad:
-        raise ValueError(f"malformed edges ({len(bad)}; expected (user, item) pairs of str/int "
-                         f"ids): {[f'#{k}: {p!r}' for k, p in bad[:10]]}")
-    return out
-
-
-def new_request_id(prefix: str = "req") -> str:
-    return f"{prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-
-
-def _digest(kind: str, request: Any) -> str:
-    return hashlib.sha256(json.dumps({"kind": kind, "request": request}, sort_keys=True).encode()).hexdigest()
-
-
 def _keys_in(edges: Tensor, reference: Tensor, num_items: int) -> Tensor:
     """Bool ``[m]``: which pairs of ``edges`` occur in ``reference``."""
     if reference.shape[1] == 0 or edges.shape[1] == 0:
         return torch.zeros(edges.shape[1], dtype=torch.bool)
     return torch.isin(edge_keys(edges, num_items), edge_keys(reference, num_items))
-
-
-def _train_finite(model, graph: InteractionGraph, cfg, unchanged: str):
-    """Train ``model`` with ``cfg``; the ``TrainResult`` (its model on the CPU, and its
-    ``seconds``), or :class:`UnlearningFailed` (``"…; " + unchanged``) if the parameters are
-    not finite."""
-    from ..train import train
-
-    result = train(model, graph, cfg)
-    result.model = result.model.cpu()
-    if not _finite(result.model):
-        raise UnlearningFailed(f"retraining produced non-finite parameters; {unchanged}")
-    return result
-
-
-def _finite(model) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _acquire_lock(path: Path, timeout: Optional[float]) -> int:
-    """An exclusive ``flock`` on ``path`` (created if absent), waiting at most ``timeout``
-    seconds (``None``: forever); writes our pid into it. Returns the open descriptor."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-    pause = 0.01
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                try:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-                finally:
-                    os.close(fd)
-                who = f"pid {holder}" if holder.isdigit() else "another process"
-                raise LockTimeout(
-                    f"timed out after {timeout:g}s waiting for lock file {path} (last taken by "
-                    f"{who}: another graphforget request, or a stopped process — resume it "
-                    "(kill -CONT) or end it; --lock-timeout to wait longer)") from None
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, 0.25)
-        except BaseException:
-            os.close(fd)
-            raise
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # the pid is informative only
-    return fd
-
-
-def _release_lock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-@contextmanager
-def _series_locks(folder: Path, names: Iterable[str], timeout: Optional[float]):
-    """Locks of several series in ``folder`` (sorted, so two processes cannot deadlock)."""
-    fds: list[int] = []
-    try:
-        for name in sorted(set(names)):
-            fds.append(_acquire_lock(folder / f"{name}.lock", timeout))
-        yield
-    finally:
-        for fd in reversed(fds):
-            _release_lock(fd)
-
-
-def _recipe_of(payload: dict) -> dict:
-    """The training recipe recorded in the ledger for a checkpoint: architecture (model config
-    without its sizes) and training config."""
-    m = {k: v for k, v in dict(payload.get("model") or {}).items() if k not in ("num_users", "num_items")}
-    return jsonable({"model": m, "train_config": dict(payload.get("train_config") or {})})
-
-
-def recorded_recipe(ledger: Ledger) -> Optional[dict]:
-    """The latest recipe a ``bind`` / ``retrain`` row recorded (``request["recipe"]``), or
-    ``None`` (stores bound before recipes were recorded)."""
-    for e in reversed(ledger.history()):
-        if e.status == "applied" and e.kind in ("bind", "retrain") and isinstance(e.request, dict) \
-                and isinstance(e.request.get("recipe"), dict):
-            return e.request["recipe"]
-    return None
-
-
-def _recovery_hint(db: Path, path: Optional[Path], folder: Path) -> str:
-    what = "a checkpoint trained on the store's current graph" if path is None else \
-        f"{path}, if it was trained on the store's current graph,"
-    return (f"bind {what} with `graphforget store rebind --db {db} --checkpoint "
-            f"{path or 'CKPT'}`, or train a new one with `graphforget store retrain --db {db} "
-            f"--checkpoint {folder / 'NEW.pt'}`")
-
-
-def _open_for_recovery(db_path) -> tuple[InteractionStore, Ledger]:
-    if not Path(db_path).exists():
-        raise FileNotFoundError(f"{db_path}: no such store (create it with `graphforget store import`)")
-    store = InteractionStore(db_path)
-    try:
-        ledger = Ledger(store.conn)
-        if store.is_empty():
-            raise ValueError(f"{db_path}: the store holds no data; import a data set first")
-        problem = integrity_problem(store, ledger)
-        if problem:
-            raise ValueError(f"{db_path}: {problem}; run `graphforget verify --db {db_path}` — a "
-                             "store that fails its integrity checks is not re-bound")
-    except BaseException:
-        store.close()
-        raise
-    return store, ledger
-
-
-def _commit_binding(store: InteractionStore, ledger: Ledger, kind: str, rid: str, path: Path,
-                    sha: str, fingerprint: str, request: dict, old: Optional[dict],
-                    **entry) -> LedgerEntry:
-    row = LedgerEntry(request_id=rid, time=time.time(), kind=kind, status="applied",
-                      request=jsonable(request), request_digest=_digest(kind, rid),
-                      checkpoint=path.name, checkpoint_sha256=sha, graph_fingerprint=fingerprint,
-                      parent_sha256=None if old is None else old["sha256"], **entry)
-    with store.transaction() as c:
-        if store.current_checkpoint() != old:
-            raise RuntimeError("the store's checkpoint pointer moved meanwhile; retry")
-        store.set_meta(c, "checkpoint_series", path.name)
-        store.set_current_checkpoint(c, path.name, sha, fingerprint)
-        row.seq = ledger.append(c, row)
-    return row
-
-
-def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
-                      lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
-    """Bind an existing checkpoint of the store's **current** graph as its current checkpoint
-    (the recovery when the bound one was replaced or lost; see the module docstring).
-
-    Refused (one-line ``ValueError``, nothing written) unless the store passes its integrity
-    checks and the checkpoint's sizes, graph fingerprint and finiteness match the store
-    (:func:`~graphforget.service.verify.load_for_store`). Appends a ``bind`` row (request
-    ``{"checkpoint", "rebind": true, "previous", "recipe"}``) to the hash chain, moves the
-    pointer and makes the file's name the store's series. Returns the ledger row."""
-    path = Path(checkpoint_path)
-    store, ledger = _open_for_recovery(db_path)
-    try:
-        old_series = store.get_meta("checkpoint_series")
-        load_for_store(path, store.to_graph())  # refused before a lock file is created
-        with _series_locks(path.parent, [path.name] + ([old_series] if old_series else []), lock_timeout):
-            graph = store.to_graph()
-            _, payload = load_for_store(path, graph)
-            sha = file_sha256(path)
-            old = store.current_checkpoint()
-            ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
-            if old == ptr and old_series == path.name:
-                raise ValueError(f"{path} (sha256 {sha}) is already the store's current checkpoint")
-            rid = f"rebind-{sha}-{uuid.uuid4().hex[:8]}"
-            return _commit_binding(store, ledger, "bind", rid, path, sha, ptr["fingerprint"],
-                                   {"checkpoint": path.name, "rebind": True, "previous": old,
-                                    "recipe": _recipe_of(payload)}, old)
-    finally:
-        store.close()
-
-
-def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
-                       model: Optional[dict] = None, config: Optional[dict] = None,
-                       device: str = "cpu",
-                       lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
-    """Train a fresh model on the store's current graph and bind it as ``checkpoint_path`` (a
-    new file: an existing one is refused), for when the bound checkpoint is lost or unusable
-    and :class:`Forgetter` cannot start (:meth:`Forgetter.retrain` needs a working one).
-
-    The recipe is the ledger's :func:`recorded_recipe`, overridden by ``model`` (``model``,
-    ``dim``, ``layers``) and ``config`` (:class:`~graphforget.train.TrainConfig` fields);
-    with no recorded recipe, ``model["model"]`` is required. Appends a ``retrain`` row to the
-    hash chain and makes the file's name the store's series. Returns the ledger row."""
-    from ..models import from_config
-    from ..train import TrainConfig
-
-    path = Path(checkpoint_path)
-    if path.exists():
-        raise ValueError(f"{path} already exists: refusing to overwrite it; give a new file name")
-    store, ledger = _open_for_recovery(db_path)
-    try:
-        recipe = recorded_recipe(ledger) or {}
-        arch = {**dict(recipe.get("model") or {}), **{k: v for k, v in (model or {}).items() if v is not None}}
-        if not arch.get("model"):
-            raise ValueError(f"{db_path}: the ledger records no training recipe (a store bound "
-                             "before recipes were recorded): give --model (and --dim, --layers)")
-        known = {f.name for f in dc_fields(TrainConfig)}
-        base = {k: v for k, v in dict(recipe.get("train_config") or {}).items() if k in known}
-        over = dict(config or {})
-        unknown = set(over) - known
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}")
-        cfg = TrainConfig(**{**base, **over, "device": device, "progress": False})
-        old_series = store.get_meta("checkpoint_series")
-        with _series_locks(path.parent, [path.name] + ([old_series] if old_series else []), lock_timeout):
-            if path.exists():
-                raise ValueError(f"{path} already exists: refusing to overwrite it; give a new file name")
-            graph = store.to_graph()
-            old = store.current_checkpoint()
-            net = from_config({"dim": 64, "layers": 3, **arch, "num_users": graph.num_users,
-                               "num_items": graph.num_items}, seed=cfg.seed)
-            result = _train_finite(net, graph, cfg, "nothing was bound")
-            net, seconds = result.model, result.seconds
-            sha = save_checkpoint(path, net, graph, cfg.to_dict(), {"retrained_for": str(db_path)})
-            try:
-                _, payload = load_for_store(path, graph)
-                rid = new_request_id("retrain")
-                return _commit_binding(
-                    store, ledger, "retrain", rid, path, sha, graph.fingerprint(),
-                    {"checkpoint": path.name, "config": cfg.to_dict(), "previous": old,
-                     "recipe": _recipe_of(payload)}, old, method="retrain", options=cfg.to_dict(),
-                    report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
-                                     "best_epoch": result.best_epoch, "best_metric": result.best_metric}))
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-    finally:
-        store.close()
 
 
 # ---------------------------------------------------------------------- the service
@@ -541,7 +234,7 @@ class Forgetter:
     def _locked(self):
         """Exclusive lock on the checkpoint series across processes (re-entrant here)."""
         if self._lock_depth == 0:
-            self._lock_fd = _acquire_lock(self.dir / f"{self.checkpoint_path.name}.lock",
+            self._lock_fd = acquire_lock(self.dir / f"{self.checkpoint_path.name}.lock",
                                           self.lock_timeout)
         self._lock_depth += 1
         try:
@@ -549,7 +242,7 @@ class Forgetter:
         finally:
             self._lock_depth -= 1
             if self._lock_depth == 0:
-                _release_lock(self._lock_fd)
+                release_lock(self._lock_fd)
                 self._lock_fd = None
 
     def version_name(self, request_id: str) -> str:
@@ -627,19 +320,19 @@ class Forgetter:
             db = self.store.path
             if not path.exists():
                 raise ValueError(f"current checkpoint {path} is missing; "
-                                 f"{_recovery_hint(db, path, self.dir)}")
+                                 f"{recovery_hint(db, path, self.dir)}")
             sha = file_sha256(path)
             if sha != ptr["sha256"]:
                 replaced = " (the bound base checkpoint was replaced, e.g. by `graphforget train " \
                            "--out` onto it)" if ptr["name"] == series else ""
                 raise ValueError(f"checkpoint {path} has sha256 {sha}, the store recorded "
                                  f"{ptr['sha256']}: refusing a modified checkpoint{replaced}; "
-                                 f"{_recovery_hint(db, path, self.dir)}")
+                                 f"{recovery_hint(db, path, self.dir)}")
             if ptr["fingerprint"] != graph.fingerprint():
                 raise ValueError(f"checkpoint {path} is for graph {ptr['fingerprint']}, the store "
                                  f"holds graph {graph.fingerprint()} (interactions imported or "
                                  f"removed outside the service): retrain or re-bind — "
-                                 f"{_recovery_hint(db, None, self.dir)}")
+                                 f"{recovery_hint(db, None, self.dir)}")
             model, payload = load_for_store(path, graph)  # sizes, weights_only, fingerprint, finite
             self.graph, self.model, self.payload = graph, model.to(self.device), payload
             self.current = dict(ptr)
@@ -662,8 +355,8 @@ class Forgetter:
             self.store.set_current_checkpoint(c, ptr["name"], sha, ptr["fingerprint"])
             self.ledger.append(c, LedgerEntry(
                 request_id=rid, time=time.time(), kind="bind", status="applied",
-                request={"checkpoint": path.name, "recipe": _recipe_of(payload)},
-                request_digest=_digest("bind", path.name),
+                request={"checkpoint": path.name, "recipe": recipe_of(payload)},
+                request_digest=binding_digest("bind", path.name),
                 checkpoint=path.name, checkpoint_sha256=sha, graph_fingerprint=ptr["fingerprint"]))
         return ptr
 
@@ -692,7 +385,7 @@ class Forgetter:
 
     @staticmethod
     def _single_id(x, what: str) -> str:
-        raw = _raw_id(x)
+        raw = raw_id(x)
         if raw is None:
             raise ValueError(f"malformed {what} id {x!r}: expected a str or int raw id")
         return raw
@@ -790,7 +483,7 @@ class Forgetter:
             if res.graph.fingerprint() != expected.fingerprint():
                 raise RuntimeError(f"{name} returned a graph {res.graph.fingerprint()} that is not "
                                    f"the store's graph minus the request ({expected.fingerprint()})")
-            if not _finite(res.model):
+            if not is_finite_model(res.model):
                 failures.append(f"{name}: non-finite parameters")
                 continue
             if res.report.converged is False:
@@ -842,7 +535,6 @@ class Forgetter:
         report = jsonable(report)  # as stored, so a replay returns the same values
         name, opts = self._describe(used)
         ckpt = self.version_name(rid)
-        path = self.dir / ckpt
         self._phase("checkpoint")
         sha = self._write_checkpoint(ckpt, res.model, new_graph, self.payload.get("train_config"),
                                      {"request_id": rid, "parent_sha256": self.current["sha256"]})
@@ -857,27 +549,44 @@ class Forgetter:
             report=report, audit_before=before, audit_after=after, checkpoint=ckpt,
             checkpoint_sha256=sha, graph_fingerprint=new_graph.fingerprint(),
             parent_sha256=self.current["sha256"])
+        node = None if kind not in ("user", "item") else int(edges[0 if kind == "user" else 1, 0])
+        names = {}
+
+        def forget_rows(c) -> None:
+            self.store.mark_deleted(c, pairs, rid, entry.time)
+            if node is not None:  # the node keeps its id, not its raw id
+                names[node] = self.store.forget_node(c, kind, node)
+
+        self._commit(entry, res.model, new_graph, forget_rows)
+        ids = None if node is None else getattr(new_graph, f"{kind}_ids")
+        if ids is not None:
+            ids[node] = names[node]
+        return ForgetResult.from_entry(entry, replayed=False)
+
+    def _commit(self, entry: LedgerEntry, model, graph: InteractionGraph,
+                changes: Optional[Callable] = None) -> None:
+        """The one commit path of every request: with ``entry.checkpoint`` written, in ONE
+        transaction check that the pointer did not move, apply ``changes(conn)`` (a forget
+        request's tombstones), append ``entry`` to the ledger and move the pointer to the new
+        checkpoint; any failure rolls back and removes the new file. Then the WAL is
+        truncated, ``model`` / ``graph`` are served, and superseded files are removed."""
         try:
             with self.store.transaction() as c:
                 if self.store.current_checkpoint() != self.current:
                     raise RuntimeError("the store's checkpoint pointer moved during the request; retry")
-                self.store.mark_deleted(c, pairs, rid, entry.time)
-                if kind in ("user", "item"):  # the node keeps its id, not its raw id
-                    node = int(edges[0 if kind == "user" else 1, 0])
-                    name = self.store.forget_node(c, kind, node)
+                if changes is not None:
+                    changes(c)
                 entry.seq = self.ledger.append(c, entry)
-                self.store.set_current_checkpoint(c, ckpt, sha, entry.graph_fingerprint)
+                self.store.set_current_checkpoint(c, entry.checkpoint, entry.checkpoint_sha256,
+                                                  entry.graph_fingerprint)
         except BaseException:
-            path.unlink(missing_ok=True)
+            (self.dir / entry.checkpoint).unlink(missing_ok=True)
             raise
-        self.store.scrub()  # the deleted bytes leave the WAL file too
-        ids = None if kind not in ("user", "item") else getattr(new_graph, f"{kind}_ids")
-        if ids is not None:
-            ids[node] = name
-        self.graph, self.model = new_graph, res.model
-        self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
+        self.store.scrub()  # deleted bytes leave the WAL file too
+        self.graph, self.model = graph, model.to(self.device)
+        self.current = {"name": entry.checkpoint, "sha256": entry.checkpoint_sha256,
+                        "fingerprint": entry.graph_fingerprint}
         self._remove_orphans()
-        return ForgetResult.from_entry(entry, replayed=False)
 
     # ------------------------------------------------------------------ retrain, history, audit
     def retrain(self, config=None, seed: Optional[int] = None) -> ForgetResult:
@@ -908,13 +617,12 @@ class Forgetter:
             graph = self.graph
             self._phase("train")
             model = from_config(self.payload["model"], seed=cfg.seed)
-            result = _train_finite(model, graph, cfg, "the model is unchanged")
+            result = train_finite(model, graph, cfg, "the model is unchanged")
             model, seconds = result.model, result.seconds
             self._phase("audit")
             after = self._audit(model, graph, None)
             rid = new_request_id("retrain")
             ckpt = self.version_name(rid)
-            path = self.dir / ckpt
             self._phase("checkpoint")
             sha = self._write_checkpoint(ckpt, model, graph, cfg.to_dict(),
                                          {"request_id": rid, "parent_sha256": self.current["sha256"]})
@@ -922,27 +630,16 @@ class Forgetter:
             entry = LedgerEntry(
                 request_id=rid, time=time.time(), kind="retrain", status="applied",
                 request={"config": cfg.to_dict(),
-                         "recipe": _recipe_of({"model": self.payload.get("model"),
+                         "recipe": recipe_of({"model": self.payload.get("model"),
                                                "train_config": cfg.to_dict()})},
-                request_digest=_digest("retrain", rid),
+                request_digest=binding_digest("retrain", rid),
                 method="retrain", options=cfg.to_dict(),
                 report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
                                  "best_epoch": result.best_epoch, "best_metric": result.best_metric}),
                 audit_after=after, checkpoint=ckpt, checkpoint_sha256=sha,
                 graph_fingerprint=graph.fingerprint(), parent_sha256=self.current["sha256"])
-            try:
-                with self.store.transaction() as c:
-                    if self.store.current_checkpoint() != self.current:
-                        raise RuntimeError("the store's checkpoint pointer moved during retraining; retry")
-                    entry.seq = self.ledger.append(c, entry)
-                    self.store.set_current_checkpoint(c, ckpt, sha, entry.graph_fingerprint)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            self.model = model.to(self.device)
+            self._commit(entry, model, graph)
             self.payload = {**self.payload, "train_config": cfg.to_dict()}
-            self.current = {"name": ckpt, "sha256": sha, "fingerprint": entry.graph_fingerprint}
-            self._remove_orphans()
         return ForgetResult.from_entry(entry, replayed=False)
 
     rebind = staticmethod(rebind_checkpoint)
