@@ -36,6 +36,9 @@ class RecModel(nn.Module):
     #: adjacency, or ``I``) and the scores/losses are this class's inner-product ones; lets
     #: unlearning take Hessian-vector products in closed form (``unlearn.curvature``).
     linear_propagation = False
+    #: the parameters include ego embeddings ``embedding`` (the objective's gradient and the
+    #: stationary finish are taken w.r.t. them); ``False`` for a head over frozen models
+    has_ego = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         # a subclass that redefines how representations, scores or losses are computed is not

@@ -38,13 +38,13 @@ from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.graph import InteractionGraph
 from ..models import build_model
+from ..models.base import RecModel
 from ..models.ensemble import ShardedRecommender
-from .sampling import sample_negatives
-from .trainer import TrainConfig, train
+from .trainer import TrainConfig, Trainer, train
 
 STRATEGIES = ("random", "kmeans")
 
@@ -265,59 +265,78 @@ def retrain_shards(model: ShardedRecommender, graph: InteractionGraph, shards: I
     return {s: r["seconds"] for s, r in zip(shards, results)}
 
 
+class AggregatorHead(RecModel):
+    r"""RecEraser's attention aggregator as a model of the one :class:`~graphforget.train.Trainer`:
+    the shards are frozen, their representations :math:`z \in \mathbb{R}^{S \times N \times d'}`
+    are computed once (``propagate`` returns them, whatever the adjacency), and ``split`` /
+    ``score`` / the losses aggregate only the rows they touch, so a batch costs its own rows.
+    Its only parameters are the aggregator's; its L2 term is :math:`\tfrac12\lVert
+    \theta_{agg}\rVert^2` (``extra_l2``), there are no ego embeddings (``has_ego = False``)."""
+
+    name = "receraser-aggregator"
+    has_ego = False
+
+    def __init__(self, model: ShardedRecommender) -> None:
+        nn.Module.__init__(self)  # no ego embeddings
+        self.num_users, self.num_items, self.recipe = model.num_users, model.num_items, None
+        self.aggregator = model.aggregator
+        with torch.no_grad():
+            self.register_buffer("z", model.shard_outputs().detach(), persistent=False)
+
+    def propagate(self, adj=None, embedding=None) -> Tensor:
+        return self.z
+
+    def _users(self, z: Tensor, users: Tensor) -> Tensor:
+        return self.aggregator(z[:, users], "user")
+
+    def _items(self, z: Tensor, items: Tensor) -> Tensor:
+        return self.aggregator(z[:, self.num_users + items], "item")
+
+    def split(self, out: Tensor) -> tuple[Tensor, Tensor]:
+        return (self.aggregator(out[:, : self.num_users], "user"),
+                self.aggregator(out[:, self.num_users:], "item"))
+
+    def score(self, users: Tensor, items: Tensor, out: Tensor) -> Tensor:
+        return (self._users(out, users) * self._items(out, items)).sum(-1)
+
+    def bpr_terms(self, out: Tensor, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        eu = self._users(out, users)
+        return -F.logsigmoid((eu * (self._items(out, pos) - self._items(out, neg))).sum(-1))
+
+    def batch_l2(self, users: Tensor, *item_sets: Tensor, embedding=None) -> Tensor:
+        return self.z.new_zeros(())
+
+    def extra_l2(self) -> Tensor:
+        return self.aggregator.l2()
+
+
 def train_aggregator(model: ShardedRecommender, graph: InteractionGraph, epochs: Optional[int] = None,
                      lr: Optional[float] = None, batch_size: Optional[int] = None,
                      weight_decay: Optional[float] = None) -> list[float]:
-    r"""Train RecEraser's attention aggregator from its seeded initialisation, shards frozen.
+    r"""Train RecEraser's attention aggregator from its seeded initialisation, shards frozen,
+    with the one :class:`~graphforget.train.Trainer` (:class:`AggregatorHead`).
 
     Minimises the mean BPR loss :math:`-\log\sigma(\hat{y}_{ui} - \hat{y}_{uj})` (BCE on labelled
     graphs) of the aggregated scores over ``graph``'s training edges, with one fresh seeded
-    negative per edge and epoch, plus :math:`\lambda \cdot \tfrac12\lVert\theta_{agg}\rVert^2`.
-    The shard representations are computed once; each batch aggregates only its own rows.
-    Options default to ``model.aggregator_config``. Returns the mean loss of every epoch.
+    negative per edge and epoch, plus :math:`\lambda \cdot \tfrac12\lVert\theta_{agg}\rVert^2`,
+    for a fixed number of epochs (no validation, as in RecEraser), Adam, seed
+    ``model.aggregator_seed``. Options default to ``model.aggregator_config``. Returns the mean
+    loss of every epoch.
     """
     if model.aggregator is None:
         raise ValueError("this sharded model has no learned aggregator (aggregator='mean')")
     model.check_graph(graph)
     cfg = model.aggregator_config
     epochs = int(cfg.get("epochs", 10) if epochs is None else epochs)
-    lr = float(cfg.get("lr", 5e-3) if lr is None else lr)
-    batch_size = int(cfg.get("batch_size", 2048) if batch_size is None else batch_size)
-    weight_decay = float(cfg.get("weight_decay", 1e-4) if weight_decay is None else weight_decay)
-    agg = model.aggregator
-    agg.reset_parameters(model.aggregator_seed)
-    dev = model.edges.device
-    with torch.no_grad():
-        z = model.shard_outputs().detach()
-    loss_kind = model.train_config.get("loss", "auto")
-    bce = loss_kind == "bce" or (loss_kind == "auto" and graph.has_labels)
-    nu = model.num_users
-    gen = torch.Generator().manual_seed(model.aggregator_seed)
-    opt = torch.optim.Adam(agg.parameters(), lr=lr)
-    history = []
-    for _ in range(epochs):
-        perm = torch.randperm(graph.num_train, generator=gen)
-        users, items = graph.train_edges[:, perm]
-        neg = None if bce else sample_negatives(users, graph.train_edges, graph.num_items, gen)
-        total = 0.0
-        for s in range(0, perm.numel(), batch_size):
-            u = users[s:s + batch_size].to(dev)
-            i = items[s:s + batch_size].to(dev)
-            eu, ei = agg(z[:, u], "user"), agg(z[:, nu + i], "item")
-            pos = (eu * ei).sum(-1)
-            if bce:
-                y = graph.train_labels[perm[s:s + batch_size]].to(dev)
-                data = F.binary_cross_entropy_with_logits(pos, y)
-            else:
-                ej = agg(z[:, nu + neg[s:s + batch_size].to(dev)], "item")
-                data = -F.logsigmoid(pos - (eu * ej).sum(-1)).mean()
-            loss = data + weight_decay * agg.l2()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * u.numel()
-        history.append(total / max(1, graph.num_train))
-    return history
+    model.aggregator.reset_parameters(model.aggregator_seed)
+    config = TrainConfig(
+        epochs=epochs, lr=float(cfg.get("lr", 5e-3) if lr is None else lr),
+        batch_size=int(cfg.get("batch_size", 2048) if batch_size is None else batch_size),
+        weight_decay=float(cfg.get("weight_decay", 1e-4) if weight_decay is None else weight_decay),
+        loss=model.train_config.get("loss", "auto"), patience=None, eval_every=epochs + 1,
+        seed=model.aggregator_seed, device=str(model.edges.device), progress=False)
+    result = Trainer(config).fit(AggregatorHead(model), graph)
+    return [rec["loss"] for rec in result.history]
 
 
 def fit_sharded(graph: InteractionGraph, model_name: str = "lightgcn", shards: int = 10,

@@ -203,7 +203,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         model.to(cfg.device)
-        adj = graph.adj(cfg.device, model.embedding.dtype)
+        adj = graph.adj(cfg.device, model.embedding.dtype) if model.has_ego else None
         opt = self._optimizer(model)
         kind = loss_kind(graph, cfg)
         has_valid = graph.valid_edges.shape[1] > 0
@@ -277,6 +277,10 @@ class Trainer:
         if best_state is not None:
             model.load_state_dict(best_state)
         n = len(history)
+        if not model.has_ego:  # a head over frozen models: no objective over ego embeddings
+            return TrainResult(model=model, history=history, best_epoch=best_epoch if best_state else n,
+                               best_metric=best, epochs_run=n, seconds=time.perf_counter() - t0,
+                               seconds_per_epoch=train_seconds / max(1, n), notes=notes)
         objective = cfg.objective(graph)
         finish: dict = {}
         if cfg.until == "stationary":
