@@ -143,6 +143,11 @@ def downgrade_to_schema_2(db, key) -> None:
     from graphforget.service.ledger import CHAINED_COLUMNS, genesis_hash, legacy_tombstones_sha256, row_hash
     import numpy as np
 
+    from graphforget.data import load_dataset
+
+    with InteractionStore(db, readonly=True) as store:  # schema 2 kept plain fingerprints
+        plain = {"bind": load_dataset(db.with_name("data.inter")).fingerprint(),
+                 "user": store.to_graph().fingerprint()}
     c = sqlite3.connect(db, isolation_level=None)
     nu, ni = (c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("users", "items"))
     every = torch.cartesian_prod(torch.arange(nu), torch.arange(ni)).t()
@@ -160,12 +165,16 @@ def downgrade_to_schema_2(db, key) -> None:
         row = dict(zip(CHAINED_COLUMNS, values))
         if row["kind"] == "user":
             row["request"] = json.dumps(SECRET)
+        if row["graph_fingerprint"] is not None:
+            row["graph_fingerprint"] = plain[row["kind"]]
         if row["status"] == "applied":
             mine = sorted((u, i) for u, i, r in pairs if r == row["request_id"])
             row["tombstones_sha256"] = legacy_tombstones_sha256(np.array(mine, dtype=np.int64).reshape(-1, 2))
         prev = row_hash(prev, row)
-        c.execute("UPDATE ledger SET request=?, tombstones_sha256=?, hash=? WHERE seq=?",
-                  (row["request"], row["tombstones_sha256"], prev, row["seq"]))
+        c.execute("UPDATE ledger SET request=?, tombstones_sha256=?, graph_fingerprint=?, hash=? "
+                  "WHERE seq=?", (row["request"], row["tombstones_sha256"], row["graph_fingerprint"],
+                                  prev, row["seq"]))
+    c.execute("UPDATE meta SET value=? WHERE key='checkpoint_fingerprint'", (plain["user"],))
     c.execute("DELETE FROM meta WHERE key='key_id'")
     c.execute("PRAGMA user_version=2")
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -205,3 +214,72 @@ def test_a_tampered_schema_2_store_is_not_converted(forgotten, capsys):
     assert cli.main(["store", "migrate", "--db", str(db)]) == 2
     assert "tombstones do not match the ledger" in capsys.readouterr().err
     assert db.read_bytes() == before
+
+
+def test_no_plain_fingerprint_lets_a_file_holder_test_guesses(forgotten):
+    """The ledger and the pointer record keyed graph digests: the plain fingerprints (unkeyed
+    hashes of the training edges) of the graph before and after the request, against which the
+    removed pairs could be guessed, are nowhere in the file."""
+    from graphforget.data import load_dataset
+
+    db, ckpt, _ = forgotten
+    before = load_dataset(db.with_name("data.inter")).fingerprint()
+    with InteractionStore(db, readonly=True) as store:
+        after = store.to_graph().fingerprint()
+        recorded = {r.graph_fingerprint for r in Ledger(store.conn).history()} - {None}
+        assert store.current_checkpoint()["fingerprint"] == store.graph_digest(store.to_graph())
+    assert len(recorded) == 2 and not recorded & {before, after}
+    raw = file_bytes(db)
+    assert before.encode() not in raw and after.encode() not in raw
+
+
+def test_a_reader_snapshot_delays_the_scrub_and_says_so(forgotten, caplog, capsys):
+    """A reader holding a snapshot stops the WAL truncation: the request logs a warning,
+    verify warns while the WAL holds frames, and the next writable open scrubs the files."""
+    import logging
+
+    from graphforget.service.forgetter import Forgetter
+
+    db, ckpt, _ = forgotten
+    reader = sqlite3.connect(db)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM users").fetchone()
+    with caplog.at_level(logging.WARNING, logger="graphforget"):
+        with Forgetter(db, ckpt, method="retrain", fallback=None, audit=None) as f:
+            f.forget_user("u007")
+    assert "could not be truncated" in caplog.text
+    assert b"u007" in file_bytes(db)  # the old pages are still in the files: the warning is due
+    assert cli.main(["verify", "--db", str(db), "--checkpoint", str(ckpt)]) == 0
+    assert "warn  wal" in capsys.readouterr().out
+    reader.close()
+    InteractionStore(db).close()  # any writable open scrubs
+    assert b"u007" not in file_bytes(db)
+
+
+def test_key_file_elsewhere_and_a_refused_first_import_leaves_nothing(tmp_path, capsys):
+    data, db, ckpt = tmp_path / "data.inter", tmp_path / "s.sqlite", tmp_path / "m.pt"
+    write_inter(data)
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    key = vault / "s.key"
+    assert cli.main(["store", "import", str(data), "--db", str(db), "--checkpoint", str(ckpt), "--key",
+                     str(key), "--model", "mf", "--dim", "8", "--epochs", "2", "--quiet"]) == 0
+    assert key.is_file() and not db.with_name("s.sqlite.key").exists()
+    assert cli.main(["forget", "--db", str(db), "--checkpoint", str(ckpt), "--user", SECRET, *FORGET]) == 2
+    assert "s.sqlite.key: the store's key file is missing" in capsys.readouterr().err
+    assert cli.main(["forget", "--db", str(db), "--checkpoint", str(ckpt), "--user", SECRET, "--key",
+                     str(key), *FORGET]) == 0
+    assert cli.main(["verify", "--db", str(db), "--checkpoint", str(ckpt), "--key", str(key)]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.inter"
+    write_inter(bad)
+    bad.write_text(bad.read_text().replace(SECRET, "forgotten:x"))
+    new = tmp_path / "new.sqlite"
+    assert cli.main(["store", "import", str(bad), "--db", str(new), "--quiet"]) == 2
+    assert "may not start with 'forgotten:'" in capsys.readouterr().err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("new.sqlite")]
+    empty = tmp_path / "empty.inter"
+    empty.write_text("user_id:token\titem_id:token\n" + "".join(  # all dropped by the protocol
+        f"{u}\ti{k}\n" for u in ("u1", "u2", "u3") for k in range(6)))
+    assert cli.main(["store", "import", str(empty), "--db", str(new), "--quiet"]) == 2
+    assert "no training interactions" in capsys.readouterr().err and not new.exists()

@@ -96,6 +96,7 @@ def cmd_store_import(args) -> int:
     from ..service import Forgetter, InteractionStore
 
     from ..service.store import probe
+    from ..service.tokens import default_key_path
 
     if args.model and not args.checkpoint:
         raise ValueError("--model trains a model: give --checkpoint PATH to write it to")
@@ -108,15 +109,27 @@ def cmd_store_import(args) -> int:
     bar = _progress_bar(4 if args.checkpoint else 2, "store import", args.quiet)
     bar.set_postfix_str("load")
     graph = load_dataset(args.data, root=args.root, seed=args.seed, verbose=False)
+    if graph.num_train == 0:
+        raise ValueError(f"{args.data}: no training interactions (after the data set's protocol); "
+                         "nothing to import")
     if kind in ("store", "unmarked"):
         with _store_errors(args.db), InteractionStore(args.db, readonly=True) as ro:
             _refuse_unsafe_import(args, ro, graph)
     bar.update()
     bar.set_postfix_str("import")
-    with _store_errors(args.db), InteractionStore(args.db) as store:
-        stats = store.import_graph(graph, source=str(args.data))
-        current = store.to_graph()
-        counts = store.counts()
+    key = Path(args.key) if args.key else default_key_path(args.db)
+    new_key = not key.exists()
+    try:
+        with _store_errors(args.db), InteractionStore(args.db, key_path=args.key) as store:
+            stats = store.import_graph(graph, source=str(args.data))
+            current = store.to_graph()
+            counts = store.counts()
+    except BaseException:
+        if kind == "absent":  # a refused first import leaves no store (nor key) behind
+            for path in (Path(args.db), Path(f"{args.db}-wal"), Path(f"{args.db}-shm")) + \
+                    ((key,) if new_key else ()):
+                path.unlink(missing_ok=True)
+        raise
     bar.update()
     print(f"imported {args.data} into {args.db}: +{stats['users_added']} users, "
           f"+{stats['items_added']} items, +{stats['rows_added']} rows "
@@ -141,7 +154,8 @@ def cmd_store_import(args) -> int:
                   f"(best valid metric {res.best_metric:.4f} at epoch {res.best_epoch})")
         bar.update()
         bar.set_postfix_str("bind")
-        with Forgetter(args.db, args.checkpoint, method="ifru", fallback=None, audit=None) as f:
+        with Forgetter(args.db, args.checkpoint, method="ifru", fallback=None, audit=None,
+                       key_path=args.key) as f:
             print(f"bound checkpoint {f.current['name']} sha256={f.current['sha256']} "
                   f"(graph {f.current['fingerprint']})")
         bar.update()
@@ -183,7 +197,8 @@ def cmd_store_rebind(args) -> int:
 
     _existing_db(args.db)
     with _store_errors(args.db):
-        row = rebind_checkpoint(args.db, args.checkpoint, lock_timeout=args.lock_timeout)
+        row = rebind_checkpoint(args.db, args.checkpoint, lock_timeout=args.lock_timeout,
+                                key_path=args.key)
     print(f"bound {row.checkpoint} sha256={row.checkpoint_sha256} (graph {row.graph_fingerprint}) "
           f"as the current checkpoint of {args.db}; ledger row {row.seq} hash {row.hash}")
     return 0
@@ -200,7 +215,7 @@ def cmd_store_retrain(args) -> int:
     if args.patience is not None:
         config["patience"] = args.patience if args.patience > 0 else None
     with _store_errors(args.db):
-        row = retrain_checkpoint(args.db, args.checkpoint, model=model, config=config,
+        row = retrain_checkpoint(args.db, args.checkpoint, model=model, config=config, key_path=args.key,
                                  device=args.device, lock_timeout=args.lock_timeout)
     rep = row.report or {}
     print(f"retrained {row.request['recipe']['model'].get('model')} on the store's current graph "
@@ -228,7 +243,7 @@ def cmd_forget(args) -> int:
     with _store_errors(args.db), Forgetter(
             args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
             fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
-            device=args.device, progress=step, lock_timeout=args.lock_timeout) as f:
+            device=args.device, progress=step, lock_timeout=args.lock_timeout, key_path=args.key) as f:
         if args.user is not None:
             res = f.forget_user(args.user, request_id=args.request_id)
         elif args.item is not None:
@@ -301,7 +316,7 @@ def cmd_verify(args) -> int:
 
     _existing_db(args.db)
     with _store_errors(args.db):
-        checks = verify_store(args.db, args.checkpoint, args.anchor)
+        checks = verify_store(args.db, args.checkpoint, args.anchor, key_path=args.key)
     ok = verified(checks)
     if args.json:
         print(json.dumps({"verified": ok, "checks": [c.to_dict() for c in checks]}, indent=2))
@@ -319,7 +334,7 @@ def cmd_store_migrate(args) -> int:
     with _store_errors(args.db):
         with InteractionStore(args.db, readonly=True) as store:
             was_chained = store.chained
-        with InteractionStore(args.db) as store:  # a writable open chains an unchained ledger
+        with InteractionStore(args.db, key_path=args.key) as store:  # converts an old store
             seq, head = Ledger(store.conn).head() or (0, None)
     state = "was already current" if was_chained else f"is converted now (chain row {seq})"
     print(f"{args.db}: the store {state}; {seq} ledger rows, head {head}")
@@ -332,6 +347,12 @@ def _lock_timeout(text: str):
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
     return value
+
+
+def _key_option(p) -> None:
+    p.add_argument("--key", default=None, metavar="FILE",
+                   help="the store's key file, which its tombstones need (default: DB.key beside "
+                        "the store; keep it where the database's readers cannot read it)")
 
 
 def _lock_option(p) -> None:
@@ -360,9 +381,11 @@ def register(subparsers) -> None:
     q.add_argument("--patience", type=int, default=10, help="0 disables early stopping")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu")
+    _key_option(q)
     q.set_defaults(func=cmd_store_import)
     q = add_command(ssub, "migrate", help="bring a store of an older schema to the current one")
     q.add_argument("--db", required=True, metavar="SQLITE")
+    _key_option(q)
     q.set_defaults(func=cmd_store_migrate)
     q = add_command(ssub, "rebind", help="bind an existing checkpoint of the store's current graph "
                                        "(recovery after the bound one was replaced or lost)")
@@ -370,6 +393,7 @@ def register(subparsers) -> None:
     q.add_argument("--checkpoint", required=True, metavar="CKPT",
                    help="checkpoint trained on the store's current graph (becomes the series)")
     _lock_option(q)
+    _key_option(q)
     q.set_defaults(func=cmd_store_rebind)
     q = add_command(ssub, "retrain", help="train a new model on the store's current graph with the "
                                         "recorded recipe and bind it")
@@ -384,6 +408,7 @@ def register(subparsers) -> None:
     q.add_argument("--patience", type=int, default=None, help="0 disables early stopping")
     q.add_argument("--device", default="cpu")
     _lock_option(q)
+    _key_option(q)
     q.set_defaults(func=cmd_store_retrain)
 
     p = add_command(subparsers, "forget", help="forget interactions (atomic, logged in the ledger)")
@@ -405,6 +430,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _lock_option(p)
+    _key_option(p)
     p.set_defaults(func=cmd_forget)
 
     p = add_command(subparsers, "history", help="the ledger of a store")
@@ -420,4 +446,5 @@ def register(subparsers) -> None:
     p.add_argument("--anchor", default=None, metavar="HASH",
                    help="a ledger row hash kept elsewhere (printed by forget): it must be in the chain")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    _key_option(p)
     p.set_defaults(func=cmd_verify)

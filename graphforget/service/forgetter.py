@@ -99,6 +99,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -123,6 +124,7 @@ from .tokens import placeholder
 from .verify import integrity_problem, load_for_store
 
 AuditFn = Callable[..., dict]
+log = logging.getLogger("graphforget.service")
 
 def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor] = None,
                   adj_graph: Optional[InteractionGraph] = None, ks: Sequence[int] = (20,)) -> dict:
@@ -174,6 +176,8 @@ class Forgetter:
         device: where the model lives while unlearning.
         keep_history: keep superseded versioned checkpoints (they still encode forgotten data).
         progress: optional ``fn(phase)`` called at each phase of a request.
+        key_path: the store's key file (default ``DB.key`` beside the database; see
+            :mod:`~graphforget.service.tokens`).
         lock_timeout: seconds to wait for the series' lock file (held by another request, or
             by a stopped process); then :class:`LockTimeout`. ``None`` waits forever.
 
@@ -191,7 +195,8 @@ class Forgetter:
                  unlearner: Optional[Unlearner] = None, audit: Optional[AuditFn] = audit_figures,
                  ks: Sequence[int] = (20,), device: str = "cpu", keep_history: bool = False,
                  progress: Optional[Callable[[str], None]] = None,
-                 lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> None:
+                 lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT,
+                 key_path: str | os.PathLike | None = None) -> None:
         # methods first: a bad name fails before the store, ledger or model are touched
         if not isinstance(method, Unlearner):
             method_key(method)
@@ -204,7 +209,7 @@ class Forgetter:
             self.fallback = fallback
         else:
             self.fallback = get_unlearner(fallback, **(fallback_options or {}))
-        self.store = InteractionStore(db_path)
+        self.store = InteractionStore(db_path, key_path=key_path)
         self.ledger = Ledger(self.store.conn)
         self.checkpoint_path = Path(checkpoint_path)
         self.dir = self.checkpoint_path.parent
@@ -328,9 +333,9 @@ class Forgetter:
                 raise ValueError(f"checkpoint {path} has sha256 {sha}, the store recorded "
                                  f"{ptr['sha256']}: refusing a modified checkpoint{replaced}; "
                                  f"{recovery_hint(db, path, self.dir)}")
-            if ptr["fingerprint"] != graph.fingerprint():
+            if ptr["fingerprint"] != self.store.graph_digest(graph):
                 raise ValueError(f"checkpoint {path} is for graph {ptr['fingerprint']}, the store "
-                                 f"holds graph {graph.fingerprint()} (interactions imported or "
+                                 f"holds graph {self.store.graph_digest(graph)} (interactions imported or "
                                  f"removed outside the service): retrain or re-bind — "
                                  f"{recovery_hint(db, None, self.dir)}")
             model, payload = load_for_store(path, graph)  # sizes, weights_only, fingerprint, finite
@@ -346,7 +351,7 @@ class Forgetter:
             raise FileNotFoundError(f"base checkpoint {path} does not exist")
         _, payload = load_for_store(path, graph)  # sizes, another graph, NaN / inf
         sha = file_sha256(path)
-        ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
+        ptr = {"name": path.name, "sha256": sha, "fingerprint": self.store.graph_digest(graph)}
         rid = f"bind-{sha}"
         with self.store.transaction() as c:
             if self.store.current_checkpoint() is not None:
@@ -547,7 +552,7 @@ class Forgetter:
             request_digest=digest, num_edges=int(edges.shape[1]),
             num_heldout=int(pairs.shape[1] - edges.shape[1]), method=name, options=opts,
             report=report, audit_before=before, audit_after=after, checkpoint=ckpt,
-            checkpoint_sha256=sha, graph_fingerprint=new_graph.fingerprint(),
+            checkpoint_sha256=sha, graph_fingerprint=self.store.graph_digest(new_graph),
             parent_sha256=self.current["sha256"])
         node = None if kind not in ("user", "item") else int(edges[0 if kind == "user" else 1, 0])
         names = {}
@@ -582,7 +587,10 @@ class Forgetter:
         except BaseException:
             (self.dir / entry.checkpoint).unlink(missing_ok=True)
             raise
-        self.store.scrub()  # deleted bytes leave the WAL file too
+        if not self.store.scrub():  # deleted bytes leave the database file and its WAL
+            log.warning(f"{self.store.path}: another connection holds a read snapshot, so the WAL "
+                        "could not be truncated: the deleted bytes stay in the store's files until "
+                        "its next writable open (any graphforget command but history / verify)")
         self.graph, self.model = graph, model.to(self.device)
         self.current = {"name": entry.checkpoint, "sha256": entry.checkpoint_sha256,
                         "fingerprint": entry.graph_fingerprint}
@@ -637,7 +645,7 @@ class Forgetter:
                 report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,
                                  "best_epoch": result.best_epoch, "best_metric": result.best_metric}),
                 audit_after=after, checkpoint=ckpt, checkpoint_sha256=sha,
-                graph_fingerprint=graph.fingerprint(), parent_sha256=self.current["sha256"])
+                graph_fingerprint=self.store.graph_digest(graph), parent_sha256=self.current["sha256"])
             self._commit(entry, model, graph)
             self.payload = {**self.payload, "train_config": cfg.to_dict()}
         return ForgetResult.from_entry(entry, replayed=False)

@@ -74,10 +74,10 @@ def recovery_hint(db: Path, path: Optional[Path], folder: Path) -> str:
             f"--checkpoint {folder / 'NEW.pt'}`")
 
 
-def open_for_recovery(db_path) -> tuple[InteractionStore, Ledger]:
+def open_for_recovery(db_path, key_path=None) -> tuple[InteractionStore, Ledger]:
     if not Path(db_path).exists():
         raise FileNotFoundError(f"{db_path}: no such store (create it with `graphforget store import`)")
-    store = InteractionStore(db_path)
+    store = InteractionStore(db_path, key_path=key_path)
     try:
         ledger = Ledger(store.conn)
         if store.is_empty():
@@ -109,7 +109,8 @@ def commit_binding(store: InteractionStore, ledger: Ledger, kind: str, rid: str,
 
 
 def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
-                      lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
+                      lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT,
+                      key_path: str | os.PathLike | None = None) -> LedgerEntry:
     """Bind an existing checkpoint of the store's **current** graph as its current checkpoint
     (the recovery when the bound one was replaced or lost; see the module docstring).
 
@@ -119,7 +120,7 @@ def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Path
     ``{"checkpoint", "rebind": true, "previous", "recipe"}``) to the hash chain, moves the
     pointer and makes the file's name the store's series. Returns the ledger row."""
     path = Path(checkpoint_path)
-    store, ledger = open_for_recovery(db_path)
+    store, ledger = open_for_recovery(db_path, key_path)
     try:
         old_series = store.get_meta("checkpoint_series")
         load_for_store(path, store.to_graph())  # refused before a lock file is created
@@ -128,7 +129,7 @@ def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Path
             _, payload = load_for_store(path, graph)
             sha = file_sha256(path)
             old = store.current_checkpoint()
-            ptr = {"name": path.name, "sha256": sha, "fingerprint": graph.fingerprint()}
+            ptr = {"name": path.name, "sha256": sha, "fingerprint": store.graph_digest(graph)}
             if old == ptr and old_series == path.name:
                 raise ValueError(f"{path} (sha256 {sha}) is already the store's current checkpoint")
             rid = f"rebind-{sha}-{uuid.uuid4().hex[:8]}"
@@ -142,7 +143,8 @@ def rebind_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Path
 def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
                        model: Optional[dict] = None, config: Optional[dict] = None,
                        device: str = "cpu",
-                       lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT) -> LedgerEntry:
+                       lock_timeout: Optional[float] = DEFAULT_LOCK_TIMEOUT,
+                       key_path: str | os.PathLike | None = None) -> LedgerEntry:
     """Train a fresh model on the store's current graph and bind it as ``checkpoint_path`` (a
     new file: an existing one is refused), for when the bound checkpoint is lost or unusable
     and :class:`Forgetter` cannot start (:meth:`Forgetter.retrain` needs a working one).
@@ -157,7 +159,7 @@ def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Pat
     path = Path(checkpoint_path)
     if path.exists():
         raise ValueError(f"{path} already exists: refusing to overwrite it; give a new file name")
-    store, ledger = open_for_recovery(db_path)
+    store, ledger = open_for_recovery(db_path, key_path)
     try:
         recipe = recorded_recipe(ledger) or {}
         arch = {**dict(recipe.get("model") or {}), **{k: v for k, v in (model or {}).items() if v is not None}}
@@ -186,7 +188,7 @@ def retrain_checkpoint(db_path: str | os.PathLike, checkpoint_path: str | os.Pat
                 _, payload = load_for_store(path, graph)
                 rid = new_request_id("retrain")
                 return commit_binding(
-                    store, ledger, "retrain", rid, path, sha, graph.fingerprint(),
+                    store, ledger, "retrain", rid, path, sha, store.graph_digest(graph),
                     {"checkpoint": path.name, "config": cfg.to_dict(), "previous": old,
                      "recipe": recipe_of(payload)}, old, method="retrain", options=cfg.to_dict(),
                     report=jsonable({"seconds_total": seconds, "epochs_run": result.epochs_run,

@@ -193,7 +193,6 @@ class InteractionStore:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA secure_delete=ON")  # overwrite deleted rows' content
-        migrated = False
         with self.transaction() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]  # under the write lock
             old = version < SCHEMA_VERSION and c.execute(
@@ -210,11 +209,9 @@ class InteractionStore:
                 transform = self._to_tokens(c)
                 Ledger(c).chain_existing(c, version, transform)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                migrated = True
             else:
                 run_script(c, LEDGER_SCHEMA)
-        if migrated:
-            self.scrub()
+        self.scrub()  # bytes a crash or a reader left behind (after a forget) leave the files
 
     def _check_before_migration(self, conn: sqlite3.Connection) -> None:
         """A chained (schema 2) store is converted only if its chain and tombstones hold, so a
@@ -245,7 +242,15 @@ class InteractionStore:
             if isinstance(raw, str):
                 names[(kind, raw)] = self._forget_raw(conn, kind, raw)
 
+        def keyed(fp):  # a plain fingerprint is 16 hex digits, a keyed one 32
+            return tk.graph_digest(key, fp) if isinstance(fp, str) and len(fp) == 16 else fp
+
+        fp = conn.execute("SELECT value FROM meta WHERE key='checkpoint_fingerprint'").fetchone()
+        if fp is not None:  # the pointer's fingerprint becomes keyed like the ledger's
+            self.set_meta(conn, "checkpoint_fingerprint", keyed(fp[0]))
+
         def transform(row: dict) -> dict:
+            row = {**row, "graph_fingerprint": keyed(row.get("graph_fingerprint"))}
             if row.get("kind") not in ("edges", "user", "item"):
                 return row
             raw = json.loads(row["request"])
@@ -282,12 +287,24 @@ class InteractionStore:
             self._key = key
         return self._key
 
-    def scrub(self) -> None:
+    def scrub(self) -> bool:
         """Checkpoint the WAL into the database and truncate it, so deleted bytes (zeroed there
-        by ``secure_delete``) leave the WAL file too. A reader holding an old snapshot can stop
-        the truncation; it then happens at a later forget."""
-        if not self.readonly:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        by ``secure_delete``) leave the database file and the WAL. Returns whether it completed:
+        a reader holding an old snapshot stops it (it is retried at every writable open)."""
+        if self.readonly:
+            return False
+        (wait,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
+        self.conn.execute("PRAGMA busy_timeout=200")  # a reader's snapshot: do not stall the request
+        try:
+            busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={int(wait)}")
+        return not busy
+
+    def graph_digest(self, graph: InteractionGraph) -> str:
+        """The keyed fingerprint of ``graph`` that the ledger and the pointer record
+        (:func:`~graphforget.service.tokens.graph_digest`)."""
+        return tk.graph_digest(self.key, graph.fingerprint())
 
     # ------------------------------------------------------------------ transactions
     @contextmanager

@@ -15,20 +15,31 @@ raw id: its ``users`` (``items``) row keeps the internal id, so checkpoint rows 
 but its raw id is replaced by the placeholder ``forgotten:`` + :func:`node_token` (the same MAC
 over the raw id, person ``gf-user`` / ``gf-item``), so a re-imported row of that raw id maps
 to the same internal id and its pairs are still refused. A forget request's ledger row records
-the placeholder (user / item requests) or the number of pairs (edge requests), never raw ids,
-and its idempotency digest is a MAC too (:func:`request_digest`).
+the placeholder (user / item requests) or the number of pairs (edge requests), never raw ids;
+its idempotency digest and the graph fingerprints the ledger and the checkpoint pointer record
+are MACs too (:func:`request_digest`, :func:`graph_digest`: a plain fingerprint of the edges
+after each request would let anyone test guesses of the removed pairs against it).
 
 What a holder of the database file learns, **without the key**: the number of forgotten pairs
 per request and when; that internal user (item) *n* was forgotten as a whole, and how many of
-its interactions were; item raw ids, and raw ids of users not forgotten as a whole (an edge
-request removes the pairs, not the user). Not which items a forgotten user had, not a forgotten
+its interactions were; the audit figures recorded with each request (aggregate ranks and
+utility of the deleted pairs' users); item raw ids, and raw ids of users not forgotten as a
+whole (an edge request removes the pairs, not the user); request ids, which are stored and
+used in checkpoint file names as given (put no personal data in them). Not which items a forgotten user had, not a forgotten
 user's raw id, not which pairs an edge request removed: each token is a pseudo-random function
 of its pair, and checking a guess needs the key. **With the key** as well, tokens can be
 recomputed for every (user, item) pair of the id spaces, which reveals which internal pairs
 were forgotten (but still not a forgotten user's raw id, unless it is guessed and its
-placeholder recomputed): keep the key file where the database's readers cannot read it. Losing
-it loses nothing already forgotten, but the store can then no longer check its tombstones:
-forget requests and imports into a store with tombstones are refused until it is restored.
+placeholder recomputed): keep the key file where the database's readers cannot read it
+(``key_path=`` / ``--key FILE``; by default it sits beside the database, so a copy of the folder
+carries both). Losing it loses nothing already forgotten, but the store can then no longer
+check its tombstones: forget requests and imports into a store with tombstones are refused
+until it is restored (there is no re-keying without the old key).
+
+The bytes: ``secure_delete`` zeroes deleted rows, and after each request the WAL is
+checkpointed into the database and truncated. A reader holding a snapshot at that moment, or a
+crash just after the commit, delays that to the next writable open of the store; the request
+then logs a warning, and ``verify`` warns while the WAL holds frames.
 
 Hashing is one C call per pair (about 0.5 µs), done only for the pairs a request or an import
 brings in, or, in ``verify`` and an audit, once over the store's rows.
@@ -112,6 +123,13 @@ def node_token(key: bytes, what: str, raw: str) -> str:
 def placeholder(key: bytes, what: str, raw: str) -> str:
     """The raw id a forgotten node keeps: ``forgotten:`` + :func:`node_token`."""
     return PLACEHOLDER + node_token(key, what, raw)
+
+
+def graph_digest(key: bytes, fingerprint: str) -> str:
+    """Keyed digest of a graph's fingerprint (what the ledger and the checkpoint pointer record):
+    the plain fingerprint is an unkeyed hash of the training edges, so consecutive ones would
+    let anyone holding the file test which pairs a request removed."""
+    return _mac(key, b"gf-graph", fingerprint.encode()).hex()
 
 
 def request_digest(key: bytes, kind: str, request: Any) -> str:

@@ -18,6 +18,8 @@ created or written) and returns one :class:`Check` per property:
   graphforget checkpoint of the store's graph (so no forgotten pair is in its graph; a SISA /
   RecEraser checkpoint's stored shard edges are compared edge by edge), of the graph's sizes and
   with finite parameters (:func:`load_for_store`).
+* ``wal`` (only when the store's WAL holds frames): a **warning** line: bytes deleted by the last
+  requests may remain in the files until the store's next writable open.
 * ``leftover files`` (with ``checkpoint=``, only when there are some): a **warning** line
   (``warn``, does not fail verification) naming checkpoint files the store owns that are still
   in the folder but are not the current checkpoint (and their temp files) — superseded
@@ -234,6 +236,20 @@ def _current(ptr: Optional[dict], folder: Path, graph) -> Check:
                                              "and is a checkpoint of the store's graph")
 
 
+def _wal(store: InteractionStore) -> Optional[Check]:
+    """A warning while the store's WAL holds frames: after a request it is truncated, unless a
+    reader's snapshot or a crash stopped that; until the next writable open, bytes deleted by the
+    last requests may still be in the database file or the WAL."""
+    wal = store.path.with_name(store.path.name + "-wal")
+    size = wal.stat().st_size if wal.is_file() else 0
+    if not size:
+        return None
+    return Check("wal", True, f"{shown(wal.name)} holds {size} bytes (a connection is open, or a "
+                              "reader or a crash stopped its truncation after a request): bytes "
+                              "deleted by the last requests may remain in the store's files until "
+                              "its next writable open", warning=True)
+
+
 def _leftovers(store: InteractionStore, ptr: Optional[dict], folder: Path) -> Optional[Check]:
     current = None if ptr is None else ptr["name"]
     found = []
@@ -264,7 +280,7 @@ def _series_folder(store: InteractionStore, checkpoint: str | os.PathLike) -> Pa
 
 
 def verify_store(db: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-                 anchor: Optional[str] = None) -> list[Check]:
+                 anchor: Optional[str] = None, key_path: str | os.PathLike | None = None) -> list[Check]:
     """Run every check on the store ``db`` (read-only) and, with ``checkpoint`` (the base
     checkpoint of its series, for the folder), on its checkpoint files.
 
@@ -272,7 +288,7 @@ def verify_store(db: str | os.PathLike, checkpoint: str | os.PathLike | None = N
     store whose ledger is not chained yet (schema version 1: chain it with
     ``graphforget store migrate``), another checkpoint series.
     """
-    with InteractionStore(db, readonly=True) as store, store.snapshot():  # one consistent state
+    with InteractionStore(db, readonly=True, key_path=key_path) as store, store.snapshot():
         if not store.chained:
             raise ValueError(f"{db}: the ledger is not chained yet (a store written before "
                              "graphforget chained its ledger); chain it with "
@@ -281,7 +297,13 @@ def verify_store(db: str | os.PathLike, checkpoint: str | os.PathLike | None = N
         folder = None if checkpoint is None else _series_folder(store, checkpoint)
         checks = ledger_checks(store, ledger)
         ptr, graph = store.current_checkpoint(), store.to_graph()
-        checks.append(_graph(ptr, graph.fingerprint()))
+        try:
+            checks.append(_graph(ptr, "" if ptr is None else store.graph_digest(graph)))
+        except ValueError as exc:  # the key file is missing or not the store's
+            checks.append(Check("graph", False, f"cannot be checked: {shown(str(exc))}"))
+        wal = _wal(store)
+        if wal is not None:
+            checks.append(wal)
         if anchor is not None:
             checks.append(_anchor(ledger, anchor))
         if folder is None:
