@@ -74,7 +74,7 @@ def _run(args) -> int:
     from ..data.registry import load_dataset
     from ..data import read_edges
     from ..unlearn import deletion_edges, get_unlearner
-    from ..train import evaluate, load_checkpoint, save_checkpoint
+    from ..train import distributed, evaluate, load_checkpoint, save_checkpoint
     from ..unlearn import UnlearningRequest
 
     # everything checkable without the data first: nothing is loaded or written for bad input
@@ -124,9 +124,12 @@ def _run(args) -> int:
         cfg = TrainConfig.from_dict(result.model.recipe)
         result.model.recipe = {**result.model.recipe, "grad_norm_rel": stationarity(
             result.model, result.graph, cfg.objective(result.graph))["grad_norm_rel"]}
-    digest = save_checkpoint(out, result.model, result.graph,
-                             extra={"unlearned_from": args.checkpoint, "report": result.report.to_dict()})
-    Path(edges_file).write_text("".join(f"{u} {i}\n" for u, i in result.deleted_edges.t().tolist()))
+    digest = None
+    if distributed.rank() == 0:  # under torchrun every rank solved the same problem: one writes
+        digest = save_checkpoint(out, result.model, result.graph,
+                                 extra={"unlearned_from": args.checkpoint, "report": result.report.to_dict()})
+        Path(edges_file).write_text("".join(f"{u} {i}\n" for u, i in result.deleted_edges.t().tolist()))
+    distributed.barrier()
     print(result.report.summary())
     for note in result.report.notes:
         print(f"  note: {note}")
@@ -135,7 +138,7 @@ def _run(args) -> int:
     print("test after:  " + "  ".join(f"{k}={after[k]:.4f}" for k in keys))
     print(f"wrote {out} (sha256 {digest}) and the forgotten edges to {edges_file} "
           "(internal ids, for `graphforget audit --edges`)")
-    if args.json:
+    if args.json and distributed.rank() == 0:
         Path(args.json).write_text(json.dumps({
             "report": result.report.to_dict(), "test_before": before, "test_after": after,
             "checkpoint": out, "sha256": digest, "edges": edges_file,

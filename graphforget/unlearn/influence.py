@@ -77,6 +77,7 @@ from ..data.graph import InteractionGraph
 from ..data.sparse import NormalizedAdjacency
 from ..models import RecModel
 from ..train.objective import Objective, SampleSet, split_samples, summed_loss
+from ..train import distributed as gfd
 from .base import Timer, UnlearnReport, Unlearner, objective_for, stationarity_note
 from .curvature import LinearModelHessian
 from .blocks import BlockCurvature
@@ -117,13 +118,20 @@ class LocalObjective:
         rows: ``LongTensor [|S|]`` global node ids of the free rows.
         terms: the sample sets, graphs and weights.
         adjacencies: ``{"old": ..., "new": ...}`` :class:`NormalizedAdjacency`.
+        distributed: under an initialised process group, keep this rank's contiguous share of
+            every term's samples (:func:`~graphforget.train.distributed.shard_range`) and sum
+            values, gradients and Hessian-vector products over the ranks with all-reduce: every
+            rank then sees the single-process objective, and a solver runs identically on all
+            of them (one all-reduce per product).
     """
 
     def __init__(self, model: RecModel, embedding: Tensor, rows: Tensor, terms: list[Term],
                  adjacencies: dict[str, NormalizedAdjacency], weight_decay: float,
-                 fallback_fraction: float = 0.5, propagate: bool = True) -> None:
+                 fallback_fraction: float = 0.5, propagate: bool = True,
+                 distributed: bool = False) -> None:
         self.model, self.weight_decay = model, float(weight_decay)
         self.propagate = propagate
+        self.distributed = bool(distributed) and gfd.is_distributed()
         hops = model.num_layers if propagate else 0
         n, nu = model.num_nodes, model.num_users
         dev = embedding.device
@@ -132,9 +140,12 @@ class LocalObjective:
         reach = node_mask(khop(expand, rows, hops) if hops else rows, n)
         kept = []
         for t in terms:
-            sel = touching(t.samples, reach, nu)
-            if bool(sel.any()):
-                kept.append(Term(t.samples.select(torch.nonzero(sel).view(-1)), t.graph, t.weight))
+            sel = torch.nonzero(touching(t.samples, reach, nu)).view(-1)
+            if self.distributed:  # this rank's share of the term's samples
+                lo, hi = gfd.shard_range(sel.numel())
+                sel = sel[lo:hi]
+            if sel.numel():
+                kept.append(Term(t.samples.select(sel), t.graph, t.weight))
         self.num_samples = sum(len(t.samples) for t in kept)
         seeds = torch.cat([t.samples.nodes(nu).reshape(-1) for t in kept]) if kept else rows[:0]
         self.region: Region = region(expand, seeds, hops, fallback_fraction)
@@ -161,6 +172,12 @@ class LocalObjective:
         return self.model.propagate(self.adj[graph], ego) if self.propagate else ego
 
     def __call__(self, theta: Tensor) -> Tensor:
+        """``f(θ)`` (summed over the ranks when distributed; then without autograd)."""
+        value = self._local(theta)
+        return gfd.all_reduce_sum(value.detach()) if self.distributed else value
+
+    def _local(self, theta: Tensor) -> Tensor:
+        """This rank's terms of ``f(θ)`` (all of them in one process), differentiable."""
         ego = self.ego(theta)
         total = theta.sum() * 0.0  # keeps f a function of θ when no sample depends on it
         outs: dict[str, Tensor] = {}
@@ -182,24 +199,27 @@ class LocalObjective:
         otherwise."""
         theta = theta.detach()
         if self.linear():
-            return LinearModelHessian(self, theta).grad
-        x = theta.clone().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(self(x), x, allow_unused=True)
-        return torch.zeros_like(theta) if g is None else g
+            g = LinearModelHessian(self, theta).grad
+        else:
+            x = theta.clone().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self._local(x), x, allow_unused=True)
+            g = torch.zeros_like(theta) if g is None else g
+        return gfd.all_reduce_sum(g) if self.distributed else g
 
     def hessian_operator(self, theta: Tensor, damping: float = 0.0):
         """Matrix-free ``v ↦ (∇²f(θ) + δI) v`` at ``theta``: closed-form products through
         the propagation matrix for linear-propagation models (MF, LightGCN; and any model in
         paper mode), double backward otherwise (:mod:`graphforget.unlearn.curvature`)."""
-        if self.linear():
-            return LinearModelHessian(self, theta, damping)
-        return HessianOperator(self, theta, damping)
+        op = LinearModelHessian(self, theta, damping) if self.linear() else \
+            HessianOperator(self._local, theta, damping)
+        return gfd.DistributedOperator(op, damping) if self.distributed else op
 
     def describe(self) -> str:
         r = self.region
         where = "full graph (fallback)" if r.full else f"{r.size}-node subgraph"
-        return f"{self.num_samples} samples on {where}"
+        share = f" (rank {gfd.rank()}'s share of {gfd.world_size()})" if self.distributed else ""
+        return f"{self.num_samples} samples{share} on {where}"
 
 
 @dataclass
@@ -321,7 +341,7 @@ class InfluenceFunction(Unlearner):
         if damping < 0 or tol <= 0 or max_iter < 1:
             raise ValueError("need damping >= 0, tol > 0, max_iter >= 1")
         if not damping_growth > 1 or int(damping_retries) < 0:
-            raise ValueError(f"need damping_growth > 1 and damping_retries >= 0")
+            raise ValueError("need damping_growth > 1 and damping_retries >= 0")
         if int(steps) < 1 or not newton_tol >= 0:
             raise ValueError(f"need steps >= 1 and newton_tol >= 0, got {steps}, {newton_tol}")
         if paper_mode and int(steps) > 1:
@@ -383,7 +403,8 @@ class InfluenceFunction(Unlearner):
     def gradient_objective(self, prob: InfluenceProblem) -> LocalObjective:
         """``f`` with ``∇f(θ_S) = g`` (always through propagation)."""
         return LocalObjective(prob.model, prob.embedding, prob.rows, prob.gradient_terms,
-                              prob.adjacencies, prob.objective.weight_decay, self.fallback_fraction)
+                              prob.adjacencies, prob.objective.weight_decay, self.fallback_fraction,
+                              distributed=True)
 
     def hessian_objective(self, prob: InfluenceProblem) -> LocalObjective:
         """``f`` with ``∇²f(θ_S) = H'_{SS}`` (without propagation in paper mode); outside paper
@@ -391,7 +412,7 @@ class InfluenceFunction(Unlearner):
         on ``θ_S``."""
         return LocalObjective(prob.model, prob.embedding, prob.rows, prob.hessian_terms,
                               prob.adjacencies, prob.objective.weight_decay, self.fallback_fraction,
-                              propagate=not self.paper_mode)
+                              propagate=not self.paper_mode, distributed=True)
 
     def gradient(self, prob: InfluenceProblem) -> Tensor:
         """``g`` restricted to ``prob.rows``, ``[|S|, d]``."""
