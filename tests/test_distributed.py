@@ -72,11 +72,11 @@ def _step_gradient(trainer: Trainer, name: str, graph) -> dict:
     return {k: p.grad.clone() for k, p in model.named_parameters()}
 
 
-UNLEARNERS = ("if", "ifru")
+UNLEARNERS = ("if", "ifru", "alteraser")
 
 
 def _unlearned(graph, name: str, method: str) -> dict:
-    """IF / IFRU on 40 deleted edges of a fixed model: under a process group the influence
+    """IF / IFRU / AltEraser on 40 deleted edges of a fixed model: under a process group the
     objective's samples are sharded over the ranks and every sum all-reduced (in float32 the
     changed summation order alone moves LightGCN's step by ~2e-5 relative)."""
     from graphforget.unlearn import get_unlearner
@@ -235,8 +235,8 @@ def test_wrapped_unlearning_operator(ranks, graph, name):
 
 @pytest.mark.parametrize("name", list(OBJ_MODELS))
 @pytest.mark.parametrize("method", UNLEARNERS)
-def test_distributed_influence_unlearning_equals_one_process(ranks, graph, name, method):
-    """IF / IFRU under 2 gloo ranks: the samples of every gradient and Hessian term are split
+def test_distributed_unlearning_equals_one_process(ranks, graph, name, method):
+    """IF / IFRU / AltEraser under 2 gloo ranks: the samples of every gradient and Hessian term are split
     between the ranks (the notes say so) and the result is the one-process result (1e-6
     relative, same solver iterations), identical on both ranks."""
     one = _unlearned(graph, name, method)

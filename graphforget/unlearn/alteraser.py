@@ -37,6 +37,10 @@ report says so when the model is not stationary.
 
 The block Hessians are the closed forms of :mod:`graphforget.unlearn.blocks` (exact for MF,
 Gauss–Newton self and one-hop paths for LightGCN, the ego block for NGCF).
+
+Under a process group (``torchrun``) each rank keeps a contiguous share of the region's samples
+and the gradient, the Hessian blocks and the line search's loss change are all-reduced, so
+every rank takes the same steps as one process.
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ from torch import Tensor
 from ..data.graph import InteractionGraph
 from ..data.sparse import khop
 from ..models import MF, NGCF, LightGCN, RecModel
+from ..train import distributed as gfd
 from ..train.objective import sample_losses, split_samples
 from .base import Timer, Unlearner, UnlearnReport, objective_for, stationarity_note
 from .blocks import BlockCurvature
@@ -118,6 +123,8 @@ class AltEraser(Unlearner):
             report.notes.append(note)
         dev, dtype = model.embedding.device, model.embedding.dtype
         nu, k_layers = graph.num_users, model.num_layers
+        distributed = gfd.is_distributed()
+        total = gfd.all_reduce_sum  # Σ over the ranks (the identity in one process)
         with timer("graph_update"):
             objective = objective_for(model, graph, self.weight_decay, self.loss, self.negatives,
                                       self.negative_seed)
@@ -137,6 +144,11 @@ class AltEraser(Unlearner):
             samples = samples.select(in_region[samples.nodes(nu)].any(1))
             untouched = untouched_rows(samples, nu, affected)  # fresh draws, not optimised
             free = affected[~torch.isin(affected, untouched)]
+            if distributed:  # this rank's share of the samples; every sum below is all-reduced
+                lo, hi = gfd.shard_range(len(samples))
+                samples = samples.select(torch.arange(lo, hi))
+                report.notes.append(f"samples: rank {gfd.rank()}'s share of {gfd.world_size()} "
+                                    f"({hi - lo} of the region's samples)")
             groups = {"users": free[free < nu], "items": free[free >= nu]}
             curv = {b: BlockCurvature(model, v, wd, new_graph.adjacency, self.paths)
                     for b, v in groups.items()}
@@ -154,7 +166,7 @@ class AltEraser(Unlearner):
                 out = model.propagate(adj, e)
                 per = sample_losses(model, out, e, samples, wd)
                 g = torch.autograd.grad(per.sum(), e)[0] if grad else None
-            return per.detach(), g, out.detach()
+            return per.detach(), None if g is None else total(g), out.detach()
 
         g0, residual, rounds_done, done = None, float("nan"), 0, False
         delta = {b: self.damping for b in order}
@@ -173,7 +185,7 @@ class AltEraser(Unlearner):
                 if rows.numel() == 0:
                     continue
                 with timer("solve"):
-                    h = curv[b].hessians(out, samples)
+                    h = total(curv[b].hessians(out, samples))
                     empty = h.diagonal(dim1=1, dim2=2).sum(-1) == 0  # rows in no sample: g = 0
                     h[empty] += torch.eye(model.dim, dtype=dtype, device=dev)
                     ok, delta[b] = self._step(emb, rows, h, g[rows], per, objective_at, delta[b])
@@ -217,7 +229,7 @@ class AltEraser(Unlearner):
             if not self.line_search:
                 return True, delta
             slope = float((grad * direction).sum())
-            change = float((objective(emb, False)[0].double() - per0.double()).sum())
+            change = float(gfd.all_reduce_sum((objective(emb, False)[0].double() - per0.double()).sum()))
             if slope < 0 and change <= 1e-4 * slope:
                 return True, max(self.damping, delta / 3)
             delta = max(4 * delta, 1e-6)
