@@ -7,7 +7,7 @@ things in one process with the plain code paths (``Trainer``, ``FullObjective``,
 ``LocalObjective`` / ``LinearModelHessian``) and compares.
 
 Every comparison can fail: with ``GRAPHFORGET_TEST_BREAK_ALLREDUCE=1`` in the environment the
-ranks replace ``torch.distributed.all_reduce`` by a no-op (each rank then keeps its own shard's
+ranks replace ``torch.distributed.all_reduce`` and ``broadcast`` by no-ops (each rank then keeps its own shard's
 sums) and every test here except the world-size-1 ones fails; ``test_shards_alone_differ``
 checks the same thing on every run, on the per-rank values.
 """
@@ -89,12 +89,27 @@ def _unlearned(graph, name: str, method: str) -> dict:
             "hvps": res.report.hvps, "notes": list(res.report.notes)}
 
 
+def _sisa(graph) -> dict:
+    """A 3-shard SISA model fitted and one request unlearned (touching 2 shards): under a
+    process group the shards are trained on their ranks and broadcast."""
+    from graphforget.train.sharding import fit_sharded
+    from graphforget.unlearn import get_unlearner
+
+    cfg = TrainConfig(epochs=2, batch_size=1024, lr=1e-2, patience=None, progress=False)
+    model = fit_sharded(graph, "mf", shards=3, strategy="random", config=cfg, seed=0, dim=8)
+    fitted = {k: v.clone() for k, v in model.state_dict().items()}
+    res = get_unlearner("sisa").unlearn(model, graph, graph.train_edges[:, [0, 1]])
+    return {"fitted": fitted, "unlearned": {k: v.clone() for k, v in res.model.state_dict().items()},
+            "retrained": res.report.to_dict().get("retrained_shards") or res.report.notes}
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=WORLD)
     if os.environ.get("GRAPHFORGET_TEST_BREAK_ALLREDUCE"):
         dist.all_reduce = lambda tensor, *a, **k: None  # the check that the tests can fail
+        dist.broadcast = lambda tensor, *a, **k: None
     try:
         graph = graphforget.load_dataset("demo")
         res: dict = {"train": {}, "obj": {}}
@@ -126,6 +141,7 @@ def _worker(rank: int, port: int, out: str) -> None:
                                 "u_grad": wop.grad.clone(), "u_hv": wop(v[_rows(graph)]).clone()}
         res["unlearn"] = {(name, method): _unlearned(graph, name, method)
                           for name in OBJ_MODELS for method in UNLEARNERS}
+        res["sisa"] = _sisa(graph)
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -249,6 +265,19 @@ def test_distributed_unlearning_equals_one_process(ranks, graph, name, method):
     assert _rel(one["embedding"], start) > 1e-4  # the step moved the model
     assert torch.equal(ranks[0]["unlearn"][(name, method)]["embedding"],
                        ranks[1]["unlearn"][(name, method)]["embedding"])
+
+
+def test_sisa_shards_on_ranks_equal_one_process(ranks, graph):
+    """SISA under 2 ranks: each shard trained on one rank and broadcast; the fitted and the
+    unlearned models are bitwise the one-process ones on every rank."""
+    one = _sisa(graph)
+    for r in ranks:
+        for part in ("fitted", "unlearned"):
+            assert one[part].keys() == r["sisa"][part].keys()
+            for k, v in one[part].items():
+                assert torch.equal(r["sisa"][part][k], v), (part, k)
+    changed = [k for k in one["fitted"] if not torch.equal(one["fitted"][k], one["unlearned"][k])]
+    assert changed and len(changed) < len(one["fitted"])  # some shards retrained, not all
 
 
 def test_shards_alone_differ(ranks, graph):

@@ -44,6 +44,7 @@ from ..data.graph import InteractionGraph
 from ..models import build_model
 from ..models.base import RecModel
 from ..models.ensemble import ShardedRecommender
+from . import distributed as gfd
 from .trainer import TrainConfig, Trainer, train
 
 STRATEGIES = ("random", "kmeans")
@@ -217,9 +218,9 @@ def _train_shard_job(job: dict) -> dict:
                          valid_labels=job["valid_labels"], test_labels=job["test_labels"], _check=False)
     model = build_model(job["model"], job["num_users"], job["num_items"], seed=job["seed"],
                         **job["model_kwargs"])
-    if g.num_train:
+    if g.num_train:  # one process per shard, also under a process group (shards are on ranks)
         cfg = TrainConfig(**{**job["config"], "seed": job["seed"], "progress": False, "log_path": None})
-        train(model, g, cfg)
+        Trainer(cfg).fit(model, g)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {"state": state, "seconds": time.perf_counter() - t0}
 
@@ -244,6 +245,11 @@ def retrain_shards(model: ShardedRecommender, graph: InteractionGraph, shards: I
     processes (each with ``max(1, threads // processes)`` intra-op threads); the state dicts
     are loaded into ``model`` in place. ``graph`` supplies validation/test splits and labels
     and must hold exactly the model's training edges. Returns seconds per retrained shard.
+
+    Under a process group (``torchrun``) the shards are dealt to the ranks round-robin (the
+    ``k``-th of ``shards`` to rank ``k mod W``); each rank trains its own (with ``processes``
+    workers) and every shard's parameters are then broadcast from its rank, so all ranks end
+    with the same model, each shard trained once.
     """
     shards = [int(s) for s in shards]
     if int(processes) < 1:
@@ -251,18 +257,29 @@ def retrain_shards(model: ShardedRecommender, graph: InteractionGraph, shards: I
     for s in shards:
         model._check_shard(s)
     model.check_graph(graph)
-    workers = min(int(processes), len(shards))
+    world, me = gfd.world_size(), gfd.rank()
+    owner = {s: k % world for k, s in enumerate(shards)}
+    mine = [s for s in shards if owner[s] == me]
+    workers = min(int(processes), len(mine))
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else None
-    jobs = [_shard_job(model, graph, s, threads) for s in shards]
+    jobs = [_shard_job(model, graph, s, threads) for s in mine]
     if workers <= 1:
         results = [_train_shard_job(j) for j in jobs]
     else:
         ctx = torch.multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             results = list(pool.map(_train_shard_job, jobs))
-    for s, r in zip(shards, results):
+    for s, r in zip(mine, results):
         model.shards[s].load_state_dict(r["state"])
-    return {s: r["seconds"] for s, r in zip(shards, results)}
+    seconds = torch.zeros(len(shards), dtype=torch.float64)
+    for s, r in zip(mine, results):
+        seconds[shards.index(s)] = r["seconds"]
+    if gfd.is_distributed():
+        for s in shards:  # parameters and buffers, in place, from the rank that trained them
+            for t in model.shards[s].state_dict().values():
+                torch.distributed.broadcast(t, src=owner[s])
+        seconds = gfd.all_reduce_sum(seconds)
+    return {s: float(seconds[k]) for k, s in enumerate(shards)}
 
 
 class AggregatorHead(RecModel):
