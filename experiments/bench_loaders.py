@@ -308,6 +308,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=3, help="timed calls of the new loaders (best is kept)")
     p.add_argument("--old-repeat", type=int, default=2, help="timed calls of the old loaders")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic 1M-row files")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the resident-memory rows of the Gowalla graphs (no loader timings)")
     p.add_argument("--out", default=str(RESULTS / "bench_loaders.jsonl"))
     p.add_argument("--worker", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -326,11 +328,11 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        old = old_tree(args.old_ref, tmp / "old")
-        synth = {} if args.no_synthetic else synthetic_files(data, tmp / "synthetic")
+        old = None if args.memory_only else old_tree(args.old_ref, tmp / "old")
+        synth = {} if args.no_synthetic or args.memory_only else synthetic_files(data, tmp / "synthetic")
         print(f"{'case':36s} {'rows':>9s} {'old s':>7s} {'new s':>7s} {'ratio':>6s} "
               f"{'old MB':>7s} {'new MB':>7s} {'ns/row':>7s} same")
-        for spec in cases(data, synth):
+        for spec in ([] if args.memory_only else cases(data, synth)):
             o = run_worker("load", spec, str(old), args.old_repeat)
             n = run_worker("load", spec, None, args.repeat)
             assert o["module"].startswith(str(old)) and not n["module"].startswith(str(old))

@@ -22,14 +22,21 @@ import torch
 from torch import Tensor
 
 
+def index_dtype(num_nodes: int, num_entries: int) -> torch.dtype:
+    """``int32`` for node and entry ids below 2³¹ (half the memory of ``int64``), else ``int64``."""
+    return torch.int32 if max(num_nodes, num_entries) < 2**31 else torch.long
+
+
 def _sorted_sym_entries(users: Tensor, items: Tensor, num_users: int, num_nodes: int):
-    """Both directions of every edge, sorted by (row, col); ``eid`` maps entry → edge."""
+    """Both directions of every edge, sorted by (row, col); ``eid`` maps entry → edge; stored
+    with :func:`index_dtype`."""
     e = users.numel()
     row = torch.cat([users, items + num_users])
     col = torch.cat([items + num_users, users])
     eid = torch.arange(e, dtype=torch.long).repeat(2)
     order = torch.argsort(row * num_nodes + col)
-    return row[order], col[order], eid[order]
+    dtype = index_dtype(num_nodes, 2 * e)
+    return row[order].to(dtype), col[order].to(dtype), eid[order].to(dtype)
 
 
 def grouped_csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -40,7 +47,7 @@ def grouped_csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, in
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+        return torch.sparse_csr_tensor(crow, cols.long(), values, size=shape, check_invariants=False)
 
 
 @dataclass
@@ -48,7 +55,9 @@ class NormalizedAdjacency:
     """Symmetric-normalised adjacency of a bipartite graph, cached as ``torch.sparse`` CSR.
 
     Attributes:
-        row, col: ``LongTensor [2E]`` entries sorted by ``(row, col)``.
+        row, col: ``[2E]`` entries sorted by ``(row, col)`` (``int32`` below 2³¹ nodes and
+            entries, :func:`index_dtype`; index with them directly, or ``.long()`` where an
+            operation needs ``int64``).
         eid: the training edge each entry comes from.
         degree: ``FloatTensor [N]`` node degrees.
         num_nodes: ``N``.
@@ -97,7 +106,7 @@ class NormalizedAdjacency:
                 from torch_sparse import SparseTensor
             except ImportError:  # optional extra graphforget[sparse]
                 return None
-            self._sparse_tensor = SparseTensor(row=self.row, col=self.col, value=self.values,
+            self._sparse_tensor = SparseTensor(row=self.row.long(), col=self.col.long(), value=self.values,
                                                sparse_sizes=(self.num_nodes, self.num_nodes),
                                                is_sorted=True)
         return self._sparse_tensor
@@ -111,7 +120,7 @@ class NormalizedAdjacency:
             removed_users / removed_items: endpoints of the deleted edges.
         """
         keep = edge_mask_keep[self.eid]
-        new_index = torch.cumsum(edge_mask_keep.long(), 0) - 1  # old edge id → new edge id
+        new_index = (torch.cumsum(edge_mask_keep.long(), 0) - 1).to(self.eid.dtype)  # old → new edge id
         degree = self.degree.clone()
         ends = torch.cat([removed_users, removed_items + num_users])
         degree -= torch.bincount(ends, minlength=self.num_nodes).to(degree.dtype)
@@ -139,7 +148,7 @@ def khop(adjacency: NormalizedAdjacency, seeds: Tensor, k: int) -> Tensor:
     mask = torch.zeros(n, dtype=torch.bool)
     mask[seeds] = True
     frontier = seeds
-    row, col = adjacency.row, adjacency.col
+    row, col = adjacency.row.long(), adjacency.col.long()
     for _ in range(max(0, int(k))):
         if frontier.numel() == 0:
             break

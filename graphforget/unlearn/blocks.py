@@ -90,9 +90,9 @@ def self_loop_coefficients(model: RecModel, adjacency: NormalizedAdjacency, node
     col_pos[nodes] = torch.arange(nodes.numel())
     sel = col_pos[adjacency.col] >= 0
     shape = (n_all, nodes.numel())
-    s = torch.sparse_coo_tensor(torch.stack([adjacency.row[sel], col_pos[adjacency.col[sel]]]),
+    s = torch.sparse_coo_tensor(torch.stack([adjacency.row[sel].long(), col_pos[adjacency.col[sel]]]),
                                 vals[sel], shape, check_invariants=False).coalesce()  # Â[:, nodes]
-    a = torch.sparse_coo_tensor(torch.stack([adjacency.row, adjacency.col]), vals,
+    a = torch.sparse_coo_tensor(torch.stack([adjacency.row, adjacency.col]).long(), vals,
                                 (n_all, n_all), check_invariants=False).coalesce()
     for m in range(1, model.num_layers // 2 + 1):
         if m > 1:
@@ -176,7 +176,7 @@ class BlockCurvature:
                 pos = torch.full((model.num_nodes,), -1, dtype=torch.long)
                 pos[nodes] = torch.arange(nodes.numel())
                 sel = pos[adjacency.row] >= 0  # entries (v, a), v in the block, a ~ v
-                cols = adjacency.col[sel]
+                cols = adjacency.col[sel].long()
                 self.gnodes, inv = torch.unique(torch.cat([nodes, cols]), return_inverse=True)
                 self.self_idx = inv[: nodes.numel()]
                 p1 = float(model.alpha[1]) * adjacency.values[sel].to(model.embedding.dtype)
