@@ -318,3 +318,31 @@ def test_world_size_one_is_the_plain_path():
     full = FullObjective(a.model, g, samples, 1e-3)(a.model.embedding.detach().double())
     sharded = gfd.ShardedObjective(a.model, g, samples, 1e-3)(a.model.embedding.detach().double())
     assert sharded[0] == full[0] and torch.equal(sharded[1], full[1])
+
+
+def test_readme_torchrun_commands_on_the_demo_data(tmp_path):
+    """The README's two ``torchrun`` commands (smaller settings): data-parallel training, then
+    distributed IFRU; rank 0 alone prints and writes, and the unlearned checkpoint equals a
+    one-process ``unlearn`` of the same checkpoint to float tolerance."""
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(_free_port()), "-m", "graphforget"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ckpt, out, one = tmp_path / "ddp.pt", tmp_path / "ddp-forgot.pt", tmp_path / "one-forgot.pt"
+    train = subprocess.run(run + ["train", "--data", "demo", "--model", "lightgcn", "--layers", "2",
+                                  "--dim", "8", "--epochs", "1", "--quiet", "--out", str(ckpt)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert train.stdout.count("checkpoint ") == 1  # rank 0 only
+    forget = ["unlearn", str(ckpt), "--data", "demo", "--user", "7", "--method", "ifru", "--quiet"]
+    ddp = subprocess.run(run + forget + ["--out", str(out)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert ddp.returncode == 0, ddp.stderr
+    assert ddp.stdout.count("wrote ") == 1
+    single = subprocess.run([sys.executable, "-m", "graphforget"] + forget + ["--out", str(one)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr
+    start, a, b = (torch.load(p, weights_only=True)["state_dict"]["embedding"] for p in (ckpt, out, one))
+    assert _rel(a - start, b - start) < 1e-4 and _rel(b, start) > 1e-5
