@@ -71,10 +71,13 @@ Plan for N machines
   A rank that dies mid-solve makes the collective fail on rank 0, which aborts the request
   before anything is committed (the ledger's crash rules apply unchanged).
 
-What this module does not do yet: the IF/IFRU unlearners do not shard their own terms (the
-building blocks here do it when called by hand, see ``tests/test_distributed.py``), the
-stationary finish and validation run replicated (correct, not faster), and ``--l2 auto`` under
-``torchrun`` trains every grid point replicated on every rank.
+The unlearners use these blocks under a process group: IF / IFRU through
+``LocalObjective(distributed=True)`` (:mod:`graphforget.unlearn.influence`), AltEraser by
+sharding its region's samples, SISA / RecEraser by dealing shards to ranks
+(:func:`graphforget.train.sharding.retrain_shards`). What this module does not do yet: the
+service loop above (``Forgetter`` as rank 0 of a standing group), the stationary finish and
+validation run replicated (correct, not faster), and ``--l2 auto`` under ``torchrun`` trains
+every grid point replicated on every rank.
 """
 from __future__ import annotations
 
