@@ -94,39 +94,7 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float
         "negative_curvature"}``; ``residual`` is the relative residual of the returned ``x``
         as tracked by the recurrence.
     """
-    bnorm = float(b.norm())
-    info = {"iterations": 0, "residual": 0.0, "converged": True, "matvecs": 0,
-            "negative_curvature": False}
-    if bnorm == 0.0:
-        return torch.zeros_like(b), info
-    if x0 is None:
-        x = torch.zeros_like(b)
-        r = b.clone()
-    else:
-        x = x0.clone()
-        r = b - matvec(x)
-        info["matvecs"] += 1
-    p = r.clone()
-    rs = _dot(r, r)
-    res = float(rs.sqrt()) / bnorm
-    it = 0
-    while res > tol and it < max_iter:
-        ap = matvec(p)
-        info["matvecs"] += 1
-        curv = _dot(p, ap)
-        if float(curv) <= 0.0:
-            info["negative_curvature"] = True
-            break
-        alpha = rs / curv
-        x = x + alpha * p
-        r = r - alpha * ap
-        rs_new = _dot(r, r)
-        p = r + (rs_new / rs) * p
-        rs = rs_new
-        it += 1
-        res = float(rs.sqrt()) / bnorm
-    info.update(iterations=it, residual=res, converged=res <= tol)
-    return x, info
+    return preconditioned_cg(matvec, b, lambda r: r, tol, max_iter, x0)  # M = I
 
 
 def preconditioned_cg(matvec: Callable[[Tensor], Tensor], b: Tensor,
