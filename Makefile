@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: install
 	# train MF on the shipped demo data (early stopping), forget two users with IFRU, audit against
 	# independent retrains: "do nothing" must fail the audit, a control retrain must pass it
-	$(BIN)/graphforget train --data demo --model mf --dim 32 --lr 0.01 --l2 0.01 --eval-every 5 --patience 3 --seed 0 --quiet --out runs/demo.pt
+	$(BIN)/graphforget train --data demo --model mf --dim 16 --lr 0.01 --l2 0.01 --eval-every 5 --patience 3 --seed 0 --quiet --out runs/demo.pt
 	$(BIN)/graphforget unlearn runs/demo.pt --data demo --user 7 42 --method ifru --out runs/demo-forgot.pt
 	$(BIN)/graphforget audit runs/demo.pt runs/demo-forgot.pt --data demo --edges runs/demo-forgot.edges.txt --shadows 2
 
