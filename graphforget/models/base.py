@@ -115,6 +115,14 @@ class RecModel(nn.Module):
             reg = reg + emb[items + self.num_users].pow(2).sum()
         return 0.5 * reg
 
+    def check_graph(self, graph) -> None:
+        """``ValueError`` unless ``graph`` has this model's id spaces (a model holding its own
+        training edges, :class:`~graphforget.models.ensemble.ShardedRecommender`, also checks
+        that they are exactly ``graph``'s)."""
+        if (graph.num_users, graph.num_items) != (self.num_users, self.num_items):
+            raise ValueError(f"graph has {graph.num_users} users / {graph.num_items} items, the "
+                             f"model {self.num_users} / {self.num_items}")
+
     def extra_l2(self) -> Tensor:
         """``½‖W‖²`` of weights other than the embeddings (NGCF); zero otherwise."""
         return self.embedding.new_zeros(())

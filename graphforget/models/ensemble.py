@@ -140,6 +140,7 @@ class ShardedRecommender(RecModel):
     """
 
     name = "sharded"
+    has_ego = False  # every shard holds its own ego embeddings
 
     def __init__(self, shard_models: Sequence[RecModel], edges: Tensor, assignment: Tensor,
                  aggregator: str = "mean", shard_seeds: Optional[Sequence[int]] = None,

@@ -97,8 +97,8 @@ def load_checkpoint(path: str | os.PathLike, graph: Optional[InteractionGraph] =
     _check_state(path, dict(payload["model"]), payload["state_dict"])
     model = _rebuild(dict(payload["model"]), payload["state_dict"])
     model.recipe = dict(payload.get("train_config") or {}) or None
-    if graph is not None and isinstance(model, ShardedRecommender):
-        model.check_graph(graph)  # the stored shard assignment must cover exactly graph's edges
+    if graph is not None:
+        model.check_graph(graph)  # a sharded model: its stored edges must be exactly graph's
     return model, payload
 
 
