@@ -53,3 +53,18 @@ def test_a_forgotten_user_gets_a_fresh_initial_row(trained, method):
     others = torch.ones(graph.num_nodes, dtype=torch.bool)
     others[user] = False
     assert float(moved[others].max()) < 10 * float(before.norm(dim=1).max())
+
+
+def test_fresh_rows_depend_only_on_seed_and_row():
+    """A node's fresh draw is the same whether it is forgotten alone or with others (a
+    coalesced stream equals one-by-one), and differs between rows and between seeds."""
+    from graphforget.models import build_model
+
+    model = build_model("mf", 3000, 10, dim=4, seed=0)
+    rows = torch.tensor([5, 2999, 1024, 7])
+    together = model.fresh_rows(rows, seed=3)
+    alone = torch.cat([model.fresh_rows(rows[k:k + 1], seed=3) for k in range(4)])
+    assert torch.equal(together, alone)
+    assert not torch.allclose(together[0], together[3])
+    assert not torch.allclose(together, model.fresh_rows(rows, seed=4))
+    assert abs(float(model.fresh_rows(torch.arange(3000), 0).std()) - model.init_std) < 0.01

@@ -70,14 +70,25 @@ class RecModel(nn.Module):
         return {"model": self.name, "num_users": self.num_users, "num_items": self.num_items,
                 "dim": self.dim, "layers": self.num_layers, "init_std": self.init_std}
 
+    FRESH_BLOCK = 1024  #: rows per seeded block of :meth:`fresh_rows`
+
     @torch.no_grad()
     def fresh_rows(self, rows: Tensor, seed: int) -> Tensor:
         r"""Rows drawn afresh from the initialisation distribution :math:`\mathcal{N}(0,
         \sigma_0^2)` (``[len(rows), d]``, seeded): what a retrain leaves in the row of a node
-        that no training sample touches."""
-        gen = torch.Generator().manual_seed(int(seed))
-        x = torch.randn(rows.numel(), self.dim, generator=gen, dtype=torch.float64) * self.init_std
-        return x.to(self.embedding.device, self.embedding.dtype)
+        that no training sample touches. Row ``v``'s draw depends only on ``(seed, v)`` — the
+        rows are cut into blocks of :attr:`FRESH_BLOCK`, each drawn from a generator seeded by
+        ``(seed, block)`` — so forgetting two nodes together or one after the other gives them
+        the same rows."""
+        rows = rows.view(-1).long().cpu()
+        out = torch.empty(rows.numel(), self.dim, dtype=torch.float64)
+        block = rows // self.FRESH_BLOCK
+        for b in torch.unique(block).tolist():  # one draw per touched block, not per row
+            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(b))
+            draw = torch.randn(self.FRESH_BLOCK, self.dim, generator=gen, dtype=torch.float64)
+            hit = block == b
+            out[hit] = draw[rows[hit] % self.FRESH_BLOCK]
+        return (out * self.init_std).to(self.embedding.device, self.embedding.dtype)
 
     def propagate(self, adj: Optional[Tensor], embedding: Optional[Tensor] = None) -> Tensor:
         """Final node representations ``[N, d_out]`` for adjacency ``adj``."""

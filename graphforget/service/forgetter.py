@@ -147,6 +147,20 @@ def audit_figures(model, graph: InteractionGraph, deleted_edges: Optional[Tensor
             "deleted_ranks": rank_summary(ranks, k=max(ks))}
 
 
+def _refuse_overlaps(specs: list[dict], num_items: int) -> None:
+    """``ValueError`` naming two requests of one batch that share a (user, item) pair."""
+    if len(specs) < 2:
+        return
+    keys = torch.cat([edge_keys(sp["edges"], num_items) for sp in specs])
+    owner = torch.cat([torch.full((sp["edges"].shape[1],), k) for k, sp in enumerate(specs)])
+    uniq, inv, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    shared = counts[inv] > 1
+    if bool(shared.any()):
+        who = sorted(set(owner[shared].tolist()))
+        raise ValueError(f"requests {[specs[k]['rid'] for k in who][:5]} of one batch share "
+                         f"{int(shared.sum()) // 2 or 1} pairs: give each pair to one request")
+
+
 def _keys_in(edges: Tensor, reference: Tensor, num_items: int) -> Tensor:
     """Bool ``[m]``: which pairs of ``edges`` occur in ``reference``."""
     if reference.shape[1] == 0 or edges.shape[1] == 0:
@@ -373,20 +387,43 @@ class Forgetter:
     # ------------------------------------------------------------------ requests
     def forget(self, edges_raw: Iterable, request_id: Optional[str] = None) -> ForgetResult:
         """Forget training interactions given as raw ``(user, item)`` id pairs."""
-        pairs = normalise_pairs(edges_raw)
-        canonical = sorted(set(pairs)) if len(set(pairs)) == len(pairs) else pairs
-        return self._submit("edges", [list(p) for p in canonical], request_id,
-                            lambda: self._resolve_edges(pairs))
+        return self._submit([self._spec("edges", edges_raw, request_id)])[0]
 
     def forget_user(self, raw_user_id, request_id: Optional[str] = None) -> ForgetResult:
         """Forget every interaction of a user (training ones unlearned, held-out ones purged)."""
-        raw = self._single_id(raw_user_id, "user")
-        return self._submit("user", raw, request_id, lambda: self._resolve_node(raw, "user"))
+        return self._submit([self._spec("user", raw_user_id, request_id)])[0]
 
     def forget_item(self, raw_item_id, request_id: Optional[str] = None) -> ForgetResult:
         """Forget every interaction with an item (training ones unlearned, held-out purged)."""
-        raw = self._single_id(raw_item_id, "item")
-        return self._submit("item", raw, request_id, lambda: self._resolve_node(raw, "item"))
+        return self._submit([self._spec("item", raw_item_id, request_id)])[0]
+
+    def forget_many(self, requests: Sequence[dict]) -> list[ForgetResult]:
+        """Apply queued requests as ONE unlearning step (a coalesced stream): each request is
+        ``{"edges": [(user, item), ...]}``, ``{"user": raw}`` or ``{"item": raw}``, optionally
+        with ``"request_id"``. The union of their pairs is unlearned at once and written as one
+        checkpoint; each request keeps its own ledger row and tombstones, all committed in one
+        transaction (all or none). Requests already applied are replayed; the batch is refused
+        as a whole (nothing changed) if any request is invalid or two requests share a pair.
+        Returns one :class:`ForgetResult` per request, in order.
+
+        One step on the union is what a one-by-one stream converges to, not always the same
+        numbers: methods that depend only on the final graph (``retrain``) give identical
+        results, Newton steps agree to second order in the deletion (``tests/test_service_stream.py``
+        measures the gap)."""
+        if isinstance(requests, (str, bytes, dict)) or not hasattr(requests, "__iter__"):
+            raise ValueError("forget_many takes a list of requests ({'edges': ...}, {'user': ...} "
+                             "or {'item': ...}, each with an optional 'request_id')")
+        specs = []
+        for k, r in enumerate(requests):
+            kinds = [key for key in ("edges", "user", "item") if isinstance(r, dict) and key in r]
+            extra = set(r) - {"edges", "user", "item", "request_id"} if isinstance(r, dict) else set()
+            if len(kinds) != 1 or extra:
+                raise ValueError(f"request #{k}: expected exactly one of 'edges', 'user', 'item' "
+                                 f"(and optionally 'request_id'), got {r!r:.200}")
+            specs.append(self._spec(kinds[0], r[kinds[0]], r.get("request_id")))
+        if not specs:
+            raise ValueError("forget_many: no requests given")
+        return self._submit(specs)
 
     @staticmethod
     def _single_id(x, what: str) -> str:
@@ -395,25 +432,50 @@ class Forgetter:
             raise ValueError(f"malformed {what} id {x!r}: expected a str or int raw id")
         return raw
 
-    def _submit(self, kind: str, request: Any, request_id: Optional[str], resolve) -> ForgetResult:
+    def _spec(self, kind: str, value: Any, request_id: Optional[str]) -> dict:
+        """A validated request: kind, canonical raw form, request id, its keyed digest, what the
+        ledger stores (no raw ids) and how to resolve it against the served graph."""
+        if kind == "edges":
+            pairs = normalise_pairs(value)
+            canonical: Any = [list(p) for p in (sorted(set(pairs)) if len(set(pairs)) == len(pairs) else pairs)]
+            resolve, stored = (lambda: self._resolve_edges(pairs)), {"pairs": len(canonical)}
+        else:
+            canonical = self._single_id(value, kind)
+            resolve = (lambda: self._resolve_node(canonical, kind))
+            stored = {kind: placeholder(self.store.key, kind, canonical)}
         rid = new_request_id() if request_id is None else request_id
         if not isinstance(rid, str) or not rid.strip() or len(rid) > 200 or not rid.isprintable():
             raise ValueError("request id must be a non-empty printable string (no control "
                              f"characters) of at most 200 characters, got {rid!r}")
-        digest = self.store.request_digest(kind, request)
-        stored = {"pairs": len(request)} if kind == "edges" else \
-            {kind: placeholder(self.store.key, kind, request)}  # no raw ids in the ledger
+        return {"kind": kind, "rid": rid, "digest": self.store.request_digest(kind, canonical),
+                "stored": stored, "resolve": resolve}
+
+    def _submit(self, specs: list[dict]) -> list[ForgetResult]:
+        """Replay, validate (every request before any work) and apply ``specs`` as one step."""
+        rids = [sp["rid"] for sp in specs]
+        if len(set(rids)) != len(rids):
+            raise ValueError(f"request ids repeated in one batch: {sorted({r for r in rids if rids.count(r) > 1})[:5]}")
         with self._locked():
             self._refresh()
-            prior = self.ledger.applied(rid)
-            if prior is not None:
-                if prior.request_digest != digest:
-                    raise ValueError(f"request id {rid!r} was already used for a different request "
+            results: list[Optional[ForgetResult]] = [None] * len(specs)
+            pending = []
+            for k, sp in enumerate(specs):
+                prior = self.ledger.applied(sp["rid"])
+                if prior is None:
+                    pending.append(k)
+                elif prior.request_digest != sp["digest"]:
+                    raise ValueError(f"request id {sp['rid']!r} was already used for a different request "
                                      f"({prior.kind}: {json.dumps(prior.request)[:200]})")
-                return ForgetResult.from_entry(prior, replayed=True)
-            self._phase("validate")
-            edges, heldout = resolve()
-            return self._apply(kind, stored, rid, digest, edges, heldout)
+                else:
+                    results[k] = ForgetResult.from_entry(prior, replayed=True)
+            if pending:
+                self._phase("validate")
+                for k in pending:
+                    specs[k]["edges"], specs[k]["heldout"] = specs[k]["resolve"]()
+                _refuse_overlaps([specs[k] for k in pending], self.graph.num_items)
+                for k, res in zip(pending, self._apply([specs[k] for k in pending])):
+                    results[k] = res
+            return results
 
     def _raw_pairs(self, edges: Tensor) -> list[tuple[str, str]]:
         return list(zip(self.store.raw_users(edges[0].tolist()), self.store.raw_items(edges[1].tolist())))
@@ -475,13 +537,14 @@ class Forgetter:
     def _describe(self, unlearner: Unlearner) -> tuple[str, dict]:
         return unlearner.name, {"seed": getattr(unlearner, "seed", None), **getattr(unlearner, "options", {})}
 
-    def _run_unlearning(self, edges: Tensor, expected: InteractionGraph):
-        """The first acceptable result of method, then fallback; else ``UnlearningFailed``."""
+    def _run_unlearning(self, graph: InteractionGraph, edges: Tensor, expected: InteractionGraph):
+        """The first acceptable result of method, then fallback, on ``graph`` (the served graph
+        without the requests' held-out pairs); else ``UnlearningFailed``."""
         failures = []
         for unlearner in [self.unlearner] + ([self.fallback] if self.fallback is not None else []):
             name = unlearner.name
             try:
-                res = unlearner.unlearn(self.model, self.graph, edges)
+                res = unlearner.unlearn(self.model, graph, edges)
             except (ArithmeticError, torch.linalg.LinAlgError) as exc:
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
@@ -514,86 +577,104 @@ class Forgetter:
                                 item_ids=graph.item_ids, name=graph.name,
                                 _adjacency=graph.adjacency, _check=False)
 
-    def _apply(self, kind: str, request: Any, rid: str, digest: str, edges: Tensor,
-               heldout: Tensor) -> ForgetResult:
-        old_graph = self.graph
+    def _apply(self, specs: list[dict]) -> list[ForgetResult]:
+        """Unlearn the union of the resolved ``specs`` in one step and commit one ledger row per
+        request (their tombstones, the shared checkpoint) in one transaction."""
+        n_items = self.graph.num_items
+        edges = torch.cat([sp["edges"] for sp in specs], 1)
+        heldout = torch.cat([sp["heldout"] for sp in specs], 1)
+        # the held-out pairs of the requests are purged before anything uses the graph: no
+        # retrain selects its epoch on them, and the audit does not score them
+        old_graph = self._without_heldout(self.graph, heldout)
         expected = old_graph.remove_edges(edges)
         self._phase("audit")
         before = self._audit(self.model, expected, edges, adj_graph=old_graph)
         self._phase("unlearn")
         try:
-            res, used, failures = self._run_unlearning(edges, expected)
+            res, used, failures = self._run_unlearning(old_graph, edges, expected)
         except UnlearningFailed as exc:
             name, opts = self._describe(self.unlearner)
             with self.store.transaction() as c:
-                self.ledger.append(c, LedgerEntry(
-                    request_id=rid, time=time.time(), kind=kind, status="failed", request=request,
-                    request_digest=digest, num_edges=int(edges.shape[1]), method=name, options=opts,
-                    parent_sha256=self.current["sha256"], error=str(exc)))
+                for sp in specs:
+                    self.ledger.append(c, LedgerEntry(
+                        request_id=sp["rid"], time=time.time(), kind=sp["kind"], status="failed",
+                        request=sp["stored"], request_digest=sp["digest"],
+                        num_edges=int(sp["edges"].shape[1]), method=name, options=opts,
+                        parent_sha256=self.current["sha256"], error=str(exc)))
             raise
-        new_graph = self._without_heldout(res.graph, heldout)
+        new_graph = res.graph
         self._phase("audit")
         after = self._audit(res.model, new_graph, edges)
         report = res.report.to_dict()
         if failures:
             report["service_notes"] = [f"fallback used after: {f}" for f in failures]
+        if len(specs) > 1:
+            report.setdefault("service_notes", []).append(
+                f"coalesced: {len(specs)} requests unlearned as one step "
+                f"({', '.join(sp['rid'] for sp in specs)[:300]})")
         report = jsonable(report)  # as stored, so a replay returns the same values
         name, opts = self._describe(used)
-        ckpt = self.version_name(rid)
+        ckpt = self.version_name(specs[0]["rid"])
         self._phase("checkpoint")
         sha = self._write_checkpoint(ckpt, res.model, new_graph, self.payload.get("train_config"),
-                                     {"request_id": rid, "parent_sha256": self.current["sha256"]})
+                                     {"request_id": [sp["rid"] for sp in specs] if len(specs) > 1
+                                      else specs[0]["rid"], "parent_sha256": self.current["sha256"]})
         self._phase("commit")
-        pairs = torch.cat([edges, heldout], 1)
-        keys = torch.unique(edge_keys(pairs, old_graph.num_items))
-        pairs = torch.stack([keys // old_graph.num_items, keys % old_graph.num_items])
-        entry = LedgerEntry(
-            request_id=rid, time=time.time(), kind=kind, status="applied", request=request,
-            request_digest=digest, num_edges=int(edges.shape[1]),
-            num_heldout=int(pairs.shape[1] - edges.shape[1]), method=name, options=opts,
-            report=report, audit_before=before, audit_after=after, checkpoint=ckpt,
-            checkpoint_sha256=sha, graph_fingerprint=self.store.graph_digest(new_graph),
-            parent_sha256=self.current["sha256"])
-        node = None if kind not in ("user", "item") else int(edges[0 if kind == "user" else 1, 0])
-        names = {}
+        fingerprint, when = self.store.graph_digest(new_graph), time.time()
+        entries, names = [], {}
+        for sp in specs:
+            keys = torch.unique(edge_keys(torch.cat([sp["edges"], sp["heldout"]], 1), n_items))
+            sp["pairs"] = torch.stack([keys // n_items, keys % n_items])
+            sp["node"] = None if sp["kind"] == "edges" else int(sp["edges"][0 if sp["kind"] == "user" else 1, 0])
+            entries.append(LedgerEntry(
+                request_id=sp["rid"], time=when, kind=sp["kind"], status="applied",
+                request=sp["stored"], request_digest=sp["digest"], num_edges=int(sp["edges"].shape[1]),
+                num_heldout=int(sp["pairs"].shape[1] - sp["edges"].shape[1]), method=name,
+                options=opts, report=report, audit_before=before, audit_after=after,
+                checkpoint=ckpt, checkpoint_sha256=sha, graph_fingerprint=fingerprint,
+                parent_sha256=self.current["sha256"]))
 
         def forget_rows(c) -> None:
-            self.store.mark_deleted(c, pairs, rid, entry.time)
-            if node is not None:  # the node keeps its id, not its raw id
-                names[node] = self.store.forget_node(c, kind, node)
+            for sp in specs:
+                self.store.mark_deleted(c, sp["pairs"], sp["rid"], when)
+                if sp["node"] is not None:  # the node keeps its id, not its raw id
+                    names[(sp["kind"], sp["node"])] = self.store.forget_node(c, sp["kind"], sp["node"])
 
-        self._commit(entry, res.model, new_graph, forget_rows)
-        ids = None if node is None else getattr(new_graph, f"{kind}_ids")
-        if ids is not None:
-            ids[node] = names[node]
-        return ForgetResult.from_entry(entry, replayed=False)
+        self._commit(entries, res.model, new_graph, forget_rows)
+        for (kind, node), placeholder_name in names.items():
+            ids = getattr(new_graph, f"{kind}_ids")
+            if ids is not None:
+                ids[node] = placeholder_name
+        return [ForgetResult.from_entry(e, replayed=False) for e in entries]
 
-    def _commit(self, entry: LedgerEntry, model, graph: InteractionGraph,
+    def _commit(self, entries: list[LedgerEntry], model, graph: InteractionGraph,
                 changes: Optional[Callable] = None) -> None:
-        """The one commit path of every request: with ``entry.checkpoint`` written, in ONE
-        transaction check that the pointer did not move, apply ``changes(conn)`` (a forget
-        request's tombstones), append ``entry`` to the ledger and move the pointer to the new
+        """The one commit path of every request: with the checkpoint of ``entries`` written, in
+        ONE transaction check that the pointer did not move, apply ``changes(conn)`` (forget
+        requests' tombstones), append ``entries`` to the ledger and move the pointer to the new
         checkpoint; any failure rolls back and removes the new file. Then the WAL is
         truncated, ``model`` / ``graph`` are served, and superseded files are removed."""
+        last = entries[-1]
         try:
             with self.store.transaction() as c:
                 if self.store.current_checkpoint() != self.current:
                     raise RuntimeError("the store's checkpoint pointer moved during the request; retry")
                 if changes is not None:
                     changes(c)
-                entry.seq = self.ledger.append(c, entry)
-                self.store.set_current_checkpoint(c, entry.checkpoint, entry.checkpoint_sha256,
-                                                  entry.graph_fingerprint)
+                for entry in entries:
+                    entry.seq = self.ledger.append(c, entry)
+                self.store.set_current_checkpoint(c, last.checkpoint, last.checkpoint_sha256,
+                                                  last.graph_fingerprint)
         except BaseException:
-            (self.dir / entry.checkpoint).unlink(missing_ok=True)
+            (self.dir / last.checkpoint).unlink(missing_ok=True)
             raise
         if not self.store.scrub():  # deleted bytes leave the database file and its WAL
             log.warning(f"{self.store.path}: another connection holds a read snapshot, so the WAL "
                         "could not be truncated: the deleted bytes stay in the store's files until "
                         "its next writable open (any graphforget command but history / verify)")
         self.graph, self.model = graph, model.to(self.device)
-        self.current = {"name": entry.checkpoint, "sha256": entry.checkpoint_sha256,
-                        "fingerprint": entry.graph_fingerprint}
+        self.current = {"name": last.checkpoint, "sha256": last.checkpoint_sha256,
+                        "fingerprint": last.graph_fingerprint}
         self._remove_orphans()
 
     # ------------------------------------------------------------------ retrain, history, audit
@@ -646,7 +727,7 @@ class Forgetter:
                                  "best_epoch": result.best_epoch, "best_metric": result.best_metric}),
                 audit_after=after, checkpoint=ckpt, checkpoint_sha256=sha,
                 graph_fingerprint=self.store.graph_digest(graph), parent_sha256=self.current["sha256"])
-            self._commit(entry, model, graph)
+            self._commit([entry], model, graph)
             self.payload = {**self.payload, "train_config": cfg.to_dict()}
         return ForgetResult.from_entry(entry, replayed=False)
 
