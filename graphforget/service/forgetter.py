@@ -406,10 +406,11 @@ class Forgetter:
         as a whole (nothing changed) if any request is invalid or two requests share a pair.
         Returns one :class:`ForgetResult` per request, in order.
 
-        One step on the union is what a one-by-one stream converges to, not always the same
-        numbers: methods that depend only on the final graph (``retrain``) give identical
-        results, Newton steps agree to second order in the deletion (``tests/test_service_stream.py``
-        measures the gap)."""
+        The result equals one-by-one application for methods that depend only on the final
+        graph (a seeded ``retrain``). An influence step on the union is not the sequence of
+        steps: both start from a stationary model only for the first request, and where the new
+        objective's Hessian is indefinite (damping raised) the two can differ by a sizeable part
+        of the step, so compare them with the audit rather than assume they agree."""
         if isinstance(requests, (str, bytes, dict)) or not hasattr(requests, "__iter__"):
             raise ValueError("forget_many takes a list of requests ({'edges': ...}, {'user': ...} "
                              "or {'item': ...}, each with an optional 'request_id')")

@@ -57,7 +57,7 @@ Plan for N machines
   Speed-up therefore needs the sample work to dominate both the replicated propagation and the
   all-reduce: many samples per node (``negatives = 8`` fixed negatives per positive), small
   ``d``, a fast interconnect (NCCL on GPUs). On a 2-core machine it does not
-  (``experiments/bench_distributed.py`` measures it).
+  (the distributed benchmark under ``experiments/`` measures it).
 * **Deletion service** (single writer): the service process stays the only writer of the
   ledger and the model store. For a distributed solve it runs as rank 0 of a standing process
   group whose other ranks wait in a loop on a broadcast: per request rank 0 broadcasts the
