@@ -170,18 +170,20 @@ def test_store_reimport_never_restores_forgotten_rows(tmp_path):
     stats = f.store.import_graph(g)  # reload the original data
     assert stats["rows_forgotten"] == 4 and stats["rows_added"] == 0
     assert f.store.to_graph().fingerprint() == g.remove_edges(e).fingerprint()
-    # new raw ids extend the id spaces after the existing ones
+    # new raw ids extend the id spaces after the existing ones (a store not yet bound) ...
     more = Interactions(torch.tensor([0, 1]), torch.tensor([0, 0]), user_ids=["0", "new-user"],
                         item_ids=["new-item"])
-    stats = f.store.import_interactions(more)
-    assert stats == {"users_added": 1, "items_added": 1, "rows_added": 2, "rows_existing": 0,
-                     "rows_forgotten": 0}
-    h = f.store.to_graph()
-    assert (h.num_users, h.num_items) == (g.num_users + 1, g.num_items + 1)
-    assert h.user_ids[-1] == "new-user" and h.item_ids[-1] == "new-item"
-    # the checkpoint no longer matches the store: refused on restart
-    with pytest.raises(ValueError, match="graph"):
-        Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", unlearner=GradientSteps(), fallback=None)
+    with InteractionStore(tmp_path / "unbound.sqlite") as unbound:
+        unbound.import_graph(g)
+        stats = unbound.import_interactions(more)
+        assert stats == {"users_added": 1, "items_added": 1, "rows_added": 2, "rows_existing": 0,
+                         "rows_forgotten": 0}
+        h = unbound.to_graph()
+        assert (h.num_users, h.num_items) == (g.num_users + 1, g.num_items + 1)
+        assert h.user_ids[-1] == "new-user" and h.item_ids[-1] == "new-item"
+    # ... and a bound store refuses them: its checkpoint would no longer match
+    with pytest.raises(ValueError, match="is bound to checkpoint"):
+        f.store.import_interactions(more)
 
 
 def test_ledger_is_append_only(tmp_path):

@@ -301,3 +301,21 @@ def test_verify_warns_about_leftover_superseded_checkpoint(tmp_path, capsys):
     assert not (tmp_path / r1.checkpoint).exists()
     assert cli.main(run) == 0
     assert "leftover" not in capsys.readouterr().out
+
+
+def test_library_import_into_a_bound_store_refuses_new_rows(tmp_path):
+    """``InteractionStore.import_graph`` (not only the CLI) refuses rows a bound store's
+    checkpoint was not trained on, before writing; a reload of the same rows still works."""
+    from test_service import make_service
+
+    f, g = make_service(tmp_path)
+    f.close()
+    other = random_graph(20, 25, 90, seed=9)
+    with InteractionStore(tmp_path / "store.sqlite") as store:
+        before = store.counts()
+        with pytest.raises(ValueError, match="is bound to checkpoint .* refused, nothing written"):
+            store.import_graph(other)
+        assert store.counts() == before
+        assert store.import_graph(g)["rows_added"] == 0  # a reload
+    Forgetter(tmp_path / "store.sqlite", tmp_path / "model.pt", unlearner=GradientSteps(),
+              fallback=None, audit=None).close()  # still serviceable

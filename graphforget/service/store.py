@@ -429,7 +429,10 @@ class InteractionStore:
         Into an empty store the graph's internal ids are kept as they are, so a checkpoint
         trained on ``graph`` matches :meth:`to_graph`. Into a non-empty store, rows are matched
         by raw id (new raw ids get new internal ids after the existing ones), rows already
-        present are skipped, and rows of forgotten pairs are skipped. Returns the counts.
+        present are skipped, and rows of forgotten pairs are skipped. A store bound to a
+        checkpoint refuses an import that would add users, items or rows (``ValueError``,
+        nothing written): its checkpoint would no longer be of the store's graph. Returns the
+        counts.
         """
         def tab(e, labels, ts=None):
             return e, None, labels, ts
@@ -606,6 +609,13 @@ class InteractionStore:
                 added = self.conn.total_changes - before
                 stats["rows_added"] += added
                 stats["rows_existing"] += len(cols[0]) - added
+            bound = self.get_meta("checkpoint_name")
+            if bound is not None and (stats["users_added"] or stats["items_added"] or stats["rows_added"]):
+                raise ValueError(  # the transaction rolls back: nothing written
+                    f"{self.path} is bound to checkpoint {bound}, and this import would add "
+                    f"{stats['users_added']} users, {stats['items_added']} items and "
+                    f"{stats['rows_added']} rows that it was not trained on: refused, nothing "
+                    "written (re-importing the same rows is fine; import new data into a new store)")
             when = time.time()
             Ledger(c).append(c, LedgerEntry(
                 request_id=f"import-{when:.6f}-{uuid.uuid4().hex[:8]}", time=when, kind="import",
