@@ -247,3 +247,18 @@ def test_coupling_moves_the_hessian_coupled_rows_towards_the_new_minimiser():
         assert (moved == 0) if c == 0 else (moved > 1e-4), (c, float(moved))
         dist[c] = float((got - star).norm() / (theta0 - star).norm())
     assert dist[1] < 0.1 < dist[0], dist
+
+
+def test_report_carries_rounds_and_fge_per_round():
+    """The cost per AltEraser round in full-gradient-equivalents (issue 15): rounds and
+    ``fge / rounds`` in the report and its summary."""
+    import math
+
+    from conftest import random_graph
+
+    g = random_graph(30, 40, 300, seed=2)
+    m = MF(g.num_users, g.num_items, dim=8, seed=0)
+    r = AltEraser(rounds=4, tol=0.0).unlearn(m, g, g.train_edges[:, :5]).report
+    assert r.rounds == r.solver_iterations >= 1
+    assert math.isfinite(r.fge) and r.fge_per_round == pytest.approx(r.fge / r.rounds)
+    assert "per round" in r.summary()

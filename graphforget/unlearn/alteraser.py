@@ -205,7 +205,7 @@ class AltEraser(Unlearner):
         if untouched.numel():
             report.notes.append(f"{untouched.numel()} rows have no sample left: fresh draws from "
                                 "the initialisation (what a retrain leaves)")
-        report.solver_iterations = rounds_done
+        report.solver_iterations = report.rounds = rounds_done
         report.solver_residual = residual
         report.converged = bool(g0 is not None and residual <= self.tol * g0)
         report.damping = max(delta.values())

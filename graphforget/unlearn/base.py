@@ -155,6 +155,9 @@ class UnlearnReport:
     #: gradient of the training objective in the same process (:func:`full_gradient_seconds`)
     fge: float = float("nan")
     full_gradient_seconds: float = float("nan")
+    #: rounds of a method that iterates over blocks (AltEraser) and ``fge / rounds``
+    rounds: int = 0
+    fge_per_round: float = float("nan")
     affected_nodes: int = 0
     affected_parameters: int = 0
     peak_memory_mb: float = float("nan")
@@ -168,6 +171,8 @@ class UnlearnReport:
     def summary(self) -> str:
         s = self.seconds
         fge = f" = {self.fge:.1f} FGE" if math.isfinite(self.fge) else ""
+        if self.rounds and math.isfinite(self.fge_per_round):
+            fge += f" ({self.fge_per_round:.2f} per round, {self.rounds} rounds)"
         parts = [f"{self.method}: forgot {self.num_deleted} edges in {self.seconds_total:.3f}s{fge}",
                  f"(graph {s['graph_update']:.3f}s, gradient {s['gradient']:.3f}s, "
                  f"solve {s['solve']:.3f}s, apply {s['apply']:.3f}s)"]
@@ -352,6 +357,8 @@ class Unlearner:
         try:
             fg = full_gradient_seconds(model, graph, objective_for(model, graph))
             report.full_gradient_seconds, report.fge = fg, report.seconds_total / fg
+            if report.rounds:
+                report.fge_per_round = report.fge / report.rounds
         except (ValueError, RuntimeError, NotImplementedError, AttributeError) as exc:
             report.notes.append(f"fge not measured: {exc}")  # e.g. a sharded model: no one objective
         for p in new_model.parameters():
