@@ -10,10 +10,10 @@ torch.set_num_threads(1)
 from graphforget.reproduce.tables import load_table_dataset
 from graphforget.models import build_model
 from graphforget.train import TrainConfig, train, stationary_finish
-from graphforget.unlearn import deletion_edges, get_unlearner
+from graphforget.unlearning import deletion_edges, get_unlearner
 from graphforget.audit import parameter_distance
 from graphforget.train.objective import split_samples
-from graphforget.unlearn.influence import untouched_rows
+from graphforget.unlearning.influence import untouched_rows
 g = load_table_dataset("ml100k", Path(__file__).resolve().parents[2] / "shared" / "data", seed=0)
 cfg = TrainConfig(epochs=400, batch_size=2048, lr=5e-3, weight_decay=0.03, patience=10, negatives=8, until="stationary", gtol=1e-5, seed=0, progress=False)
 m = build_model("mf", g.num_users, g.num_items, dim=64, seed=0)

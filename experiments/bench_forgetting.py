@@ -39,12 +39,12 @@ import torch
 from graphforget.audit import UMIA, AuditReference, parameter_distance
 from graphforget.audit.umia import retrain_seeds
 from graphforget.models import build_model
-from graphforget.unlearn import deletion_edges, parse_method
+from graphforget.unlearning import deletion_edges, parse_method
 from graphforget.reproduce.tables import load_table_dataset
 from graphforget.train import TrainConfig, stationary_finish, train
 from graphforget.train.objective import split_samples
-from graphforget.unlearn import get_unlearner, load_methods
-from graphforget.unlearn.influence import untouched_rows
+from graphforget.unlearning import get_unlearner, load_methods
+from graphforget.unlearning.influence import untouched_rows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ["if", "ifru", "ifru:coupling=0", "ifru:steps=3", "alteraser:rounds=10",

@@ -41,7 +41,7 @@ import graphforget  # noqa: E402
 from graphforget.models import build_model  # noqa: E402
 from graphforget.train import TrainConfig, evaluate, train  # noqa: E402
 from graphforget.train.stationary import stationary_finish  # noqa: E402
-from graphforget.unlearn import deletion_edges, get_unlearner, load_methods, parse_method  # noqa: E402
+from graphforget.unlearning import deletion_edges, get_unlearner, load_methods, parse_method  # noqa: E402
 
 METHODS = ["ifru", "if", "alteraser"]
 

@@ -2,7 +2,7 @@
 
 Builds the Hessian objective of an IF request (one user's interactions of the cached
 checkpoint) and times ``LocalObjective.hessian_operator`` (closed form through the propagation
-matrix, ``graphforget.unlearn.curvature``) against ``linalg.HessianOperator`` (double backward)
+matrix, ``graphforget.unlearning.curvature``) against ``linalg.HessianOperator`` (double backward)
 on the same vectors; prints both, their ratio and the largest difference.
 
     python experiments/bench_hvp.py --data ../shared/data/gowalla-25 --checkpoint runs/bench/gowalla-25-lightgcn3-e20.pt
@@ -16,8 +16,8 @@ import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.train import load_checkpoint
-from graphforget.unlearn import get_unlearner
-from graphforget.unlearn.linalg import HessianOperator
+from graphforget.unlearning import get_unlearner
+from graphforget.unlearning.linalg import HessianOperator
 
 
 def main() -> None:

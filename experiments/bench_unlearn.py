@@ -2,7 +2,7 @@
 
 Trains (or loads the cached) checkpoint, then for each scenario — one user's interactions, a
 random fraction of all interactions — runs every method of the list through
-``graphforget.unlearn.get_unlearner(name, **options)`` and records wall time, the report
+``graphforget.unlearning.get_unlearner(name, **options)`` and records wall time, the report
 summary and test Recall@20 / NDCG@20 on the new graph. Each scenario also gets a **retrain**
 row with the original training configuration (same epochs, batch size, seed):
 
@@ -34,9 +34,9 @@ import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
 from graphforget.models import build_model
-from graphforget.unlearn import parse_method
+from graphforget.unlearning import parse_method
 from graphforget.train import TrainConfig, evaluate, load_checkpoint, train
-from graphforget.unlearn import get_unlearner, load_methods
+from graphforget.unlearning import get_unlearner, load_methods
 
 METHODS = ["if", "ifru", "alteraser", "finetune:max_epochs=1"]
 

@@ -13,9 +13,9 @@ import argparse
 import torch
 
 from graphforget.data.loaders import load_lightgcn_txt
-from graphforget.unlearn import deletion_edges
+from graphforget.unlearning import deletion_edges
 from graphforget.train import load_checkpoint
-from graphforget.unlearn import get_unlearner
+from graphforget.unlearning import get_unlearner
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """graphforget: make graph-neural recommenders forget.
 
 Data → :class:`~graphforget.data.InteractionGraph` → model (:mod:`graphforget.models`) →
-:func:`~graphforget.train.train` → :func:`graphforget.unlearn.unlearn` → audit.
+:func:`~graphforget.train.train` → :func:`graphforget.unlearn` (:mod:`graphforget.unlearning`) → audit.
 """
-from . import unlearn
 from .data import InteractionGraph, Interactions
 from .data.registry import list_datasets, load_dataset
 from .models import MF, NGCF, LightGCN, build_model
 from .train import TrainConfig, Trainer, evaluate, load_checkpoint, save_checkpoint, train
+from .unlearning import unlearn
 
 __version__ = "0.1.0"
 

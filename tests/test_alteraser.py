@@ -10,10 +10,10 @@ import torch
 from graphforget.models import MF, NGCF, LightGCN
 from graphforget.train import TrainConfig, stationary_finish, train
 from graphforget.train.objective import Objective, sample_losses, split_samples
-from graphforget.unlearn import unlearn
-from graphforget.unlearn.influence import untouched_rows
-from graphforget.unlearn.alteraser import AltEraser
-from graphforget.unlearn.blocks import (block_hessians, margin_terms,
+from graphforget.unlearning import unlearn
+from graphforget.unlearning.influence import untouched_rows
+from graphforget.unlearning.alteraser import AltEraser
+from graphforget.unlearning.blocks import (block_hessians, margin_terms,
                                            self_loop_coefficients)
 from conftest import random_graph, samples_of
 
@@ -198,7 +198,7 @@ def test_block_curvature_reuses_its_buffers_without_stale_values(model_cls):
     """BlockCurvature keeps its [n, d, d] work buffers across calls (AltEraser rebuilds the
     blocks every round): a second call at other representations equals a fresh computation,
     and the blocks of rows in no sample are reset, not left from the first call."""
-    from graphforget.unlearn.blocks import BlockCurvature
+    from graphforget.unlearning.blocks import BlockCurvature
 
     g = random_graph(25, 30, 200, seed=4)
     model = (MF(g.num_users, g.num_items, dim=6, init_std=0.6, seed=3) if model_cls == "mf" else

@@ -5,16 +5,24 @@ import pytest
 import torch
 
 import graphforget as gf
-from graphforget.unlearn import IFRU, METHODS, Unlearner, UnlearningRequest, get_unlearner
+from graphforget.unlearning import IFRU, METHODS, Unlearner, UnlearningRequest, get_unlearner
 
 
-def test_callable_package_equals_method_class_and_function():
+def test_unlearn_function_equals_method_class():
+    """``graphforget.unlearn`` is a plain function (the methods live in the
+    ``graphforget.unlearning`` package, which is a plain module)."""
+    import types
+
+    import graphforget.unlearning as pkg
+
     graph = gf.load_dataset("demo")
     model = gf.build_model("mf", graph.num_users, graph.num_items, dim=8, seed=0)
     edges = graph.user_edges([3])
     a = gf.unlearn(model, graph, edges, method="ifru", k=1)
     b = IFRU(k=1).unlearn(model, graph, UnlearningRequest(users=[3]))
-    c = gf.unlearn.unlearn(model, graph, edges, method="ifru", k=1)
+    c = pkg.unlearn(model, graph, edges, method="ifru", k=1)
+    assert isinstance(gf.unlearn, types.FunctionType) and type(pkg) is types.ModuleType
+    assert gf.unlearn is pkg.unlearn
     assert not torch.equal(a.model.embedding, model.embedding)
     assert torch.equal(a.model.embedding, b.model.embedding)
     assert torch.equal(a.model.embedding, c.model.embedding)
@@ -22,7 +30,7 @@ def test_callable_package_equals_method_class_and_function():
 
 
 def test_every_method_class_importable_from_package():
-    import graphforget.unlearn as pkg
+    import graphforget.unlearning as pkg
 
     for name, spec in METHODS.items():
         cls = getattr(pkg, spec.split(":")[1])

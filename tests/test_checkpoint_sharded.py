@@ -8,7 +8,7 @@ import torch
 from graphforget.data.registry import load_dataset
 from graphforget.models.ensemble import ShardedRecommender
 from graphforget.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint
-from graphforget.unlearn import unlearn
+from graphforget.unlearning import unlearn
 from graphforget.train.sharding import fit_sharded
 
 CFG = TrainConfig(epochs=1, batch_size=4096, lr=0.01, patience=None, progress=False, eval_every=100)

@@ -167,7 +167,7 @@ def _reproduce(f, *extra, root=None):
 
 def _nan_unlearn(monkeypatch, f):
     """The influence step produces NaN parameters: the method fails numerically."""
-    from graphforget.unlearn.influence import InfluenceFunction
+    from graphforget.unlearning.influence import InfluenceFunction
 
     def broken(self, model, graph, edges, report, timer):
         with torch.no_grad():
@@ -533,7 +533,7 @@ def test_preset_method_specs_pass_the_reproduce_check():
 
 
 def test_unknown_option_is_a_value_error_and_a_type_error():
-    from graphforget.unlearn import get_unlearner
+    from graphforget.unlearning import get_unlearner
 
     for kind in (ValueError, TypeError):
         with pytest.raises(kind, match="no option 'nosuch'.*damping"):

@@ -60,7 +60,7 @@ from graphforget.metrics import topk_items
 from graphforget.models import LightGCN
 from graphforget.train import TrainConfig, evaluate, train
 from graphforget.train.objective import Objective, ScoreCurvature
-from graphforget.unlearn import deletion_edges, get_unlearner
+from graphforget.unlearning import deletion_edges, get_unlearner
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(

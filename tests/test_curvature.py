@@ -5,9 +5,9 @@ import torch
 
 from conftest import random_graph, samples_of
 from graphforget.models import MF, NGCF, LightGCN
-from graphforget.unlearn.curvature import LinearModelHessian
-from graphforget.unlearn.influence import LocalObjective, Term
-from graphforget.unlearn.linalg import HessianOperator
+from graphforget.unlearning.curvature import LinearModelHessian
+from graphforget.unlearning.influence import LocalObjective, Term
+from graphforget.unlearning.linalg import HessianOperator
 
 
 def _objective(model, graph, rows, terms, wd=0.05, fallback=1.0, propagate=True, new_graph=None):

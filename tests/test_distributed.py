@@ -26,8 +26,8 @@ from graphforget.models import build_model
 from graphforget.train import TrainConfig, Trainer, sample_negatives
 from graphforget.train import distributed as gfd
 from graphforget.train.objective import FullObjective, Objective, SampleSet
-from graphforget.unlearn.influence import LocalObjective, Term
-from graphforget.unlearn.linalg import conjugate_gradient
+from graphforget.unlearning.influence import LocalObjective, Term
+from graphforget.unlearning.linalg import conjugate_gradient
 
 WORLD = 2
 TRAIN_MODELS = {"mf": dict(layers=0), "lightgcn": dict(layers=2), "ngcf": dict(layers=1)}
@@ -79,7 +79,7 @@ def _unlearned(graph, name: str, method: str) -> dict:
     """IF / IFRU / AltEraser on 40 deleted edges of a fixed model: under a process group the
     objective's samples are sharded over the ranks and every sum all-reduced (in float32 the
     changed summation order alone moves LightGCN's step by ~2e-5 relative)."""
-    from graphforget.unlearn import get_unlearner
+    from graphforget.unlearning import get_unlearner
 
     model = _model(name, graph, seed=1).double()  # float64: the sums' order is below 1e-6
     model.recipe = {"loss": "bpr", "weight_decay": 1e-3, "negatives": 2, "negative_seed": 0}
@@ -93,7 +93,7 @@ def _sisa(graph) -> dict:
     """A 3-shard SISA model fitted and one request unlearned (touching 2 shards): under a
     process group the shards are trained on their ranks and broadcast."""
     from graphforget.train.sharding import fit_sharded
-    from graphforget.unlearn import get_unlearner
+    from graphforget.unlearning import get_unlearner
 
     cfg = TrainConfig(epochs=2, batch_size=1024, lr=1e-2, patience=None, progress=False)
     model = fit_sharded(graph, "mf", shards=3, strategy="random", config=cfg, seed=0, dim=8)

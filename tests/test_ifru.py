@@ -9,11 +9,11 @@ from conftest import random_graph
 from graphforget.models import MF, NGCF, LightGCN
 from graphforget.train import stationary_finish, train
 from graphforget.train.objective import Objective, split_samples, total_loss
-from graphforget.unlearn import get_unlearner
-from graphforget.unlearn.ifru import deletion_importance
-from graphforget.unlearn.influence import untouched_rows
-from graphforget.unlearn.linalg import dense_hessian
-from graphforget.unlearn.subgraph import induced_adjacency, khop, region, subgraph_propagate
+from graphforget.unlearning import get_unlearner
+from graphforget.unlearning.ifru import deletion_importance
+from graphforget.unlearning.influence import untouched_rows
+from graphforget.unlearning.linalg import dense_hessian
+from graphforget.unlearning.subgraph import induced_adjacency, khop, region, subgraph_propagate
 
 
 def _sparse_graph(seed=0):

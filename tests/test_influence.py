@@ -8,8 +8,8 @@ import torch
 from conftest import random_graph
 from graphforget.models import MF, LightGCN
 from graphforget.train.objective import Objective, sample_losses, split_samples, summed_loss, total_loss
-from graphforget.unlearn import get_unlearner
-from graphforget.unlearn.linalg import dense_hessian
+from graphforget.unlearning import get_unlearner
+from graphforget.unlearning.linalg import dense_hessian
 
 
 class FrozenItemMF(MF):

@@ -8,8 +8,8 @@ import torch
 from graphforget.models import build_model
 from graphforget.train import train
 from graphforget.train.objective import Objective, split_samples
-from graphforget.unlearn import get_unlearner
-from graphforget.unlearn.influence import untouched_rows
+from graphforget.unlearning import get_unlearner
+from graphforget.unlearning.influence import untouched_rows
 
 from conftest import random_graph
 

@@ -1,6 +1,6 @@
 """Layers import downward only, and only ``graphforget/cli/`` parses arguments.
 
-data, metrics → models → train → unlearn → audit → service, reproduce → cli
+data, metrics → models → train → unlearning → audit → service, reproduce → cli
 (docs/architecture.md). A relative or absolute ``graphforget.*`` import from a package into a
 higher layer fails this test, as does ``argparse`` outside the CLI package.
 """
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graphforget"
-LAYER = {"data": 0, "metrics": 0, "demo_data": 0, "models": 1, "train": 2, "unlearn": 3,
+LAYER = {"data": 0, "metrics": 0, "demo_data": 0, "models": 1, "train": 2, "unlearning": 3,
          "audit": 4, "service": 5, "reproduce": 5, "cli": 6}
 
 

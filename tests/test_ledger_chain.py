@@ -205,7 +205,7 @@ def test_recomputed_chain_is_caught_only_by_an_anchor(served, capsys):
 
 
 def test_untampered_store_verifies_after_forgets_through_the_cli(tmp_path, monkeypatch, capsys):
-    import graphforget.unlearn as ul
+    import graphforget.unlearning as ul
 
     monkeypatch.setitem(ul.METHODS, "test-gd", "test_service:GradientSteps")
     monkeypatch.setitem(ul.SUMMARIES, "test-gd", "test-only gradient steps")

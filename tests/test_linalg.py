@@ -4,7 +4,7 @@ import torch
 
 from conftest import random_graph, samples_of
 from graphforget.models import LightGCN
-from graphforget.unlearn.linalg import (HessianOperator, batched_block_solve, conjugate_gradient,
+from graphforget.unlearning.linalg import (HessianOperator, batched_block_solve, conjugate_gradient,
                                         lanczos_damped_solve,
                                         dense_hessian, hvp, lissa, power_iteration)
 from graphforget.train.objective import total_loss

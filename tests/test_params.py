@@ -9,8 +9,8 @@ import pytest
 
 import graphforget as gf
 from graphforget.train import TrainConfig
-from graphforget.unlearn import METHODS, Unlearner, get_unlearner
-from graphforget.unlearn.base import param_names
+from graphforget.unlearning import METHODS, Unlearner, get_unlearner
+from graphforget.unlearning.base import param_names
 
 
 def _class(name: str):

@@ -9,7 +9,7 @@ from conftest import shared
 
 from graphforget.cli import main
 from graphforget.reproduce import reproduce
-from graphforget.unlearn import parse_method
+from graphforget.unlearning import parse_method
 from graphforget.reproduce.report import read_results
 
 

@@ -9,10 +9,10 @@ import torch
 from graphforget.data.graph import edge_keys
 from graphforget.models import MF, LightGCN
 from graphforget.train import TrainConfig, Trainer, train
-from graphforget.unlearn import get_unlearner, unlearn
-from graphforget.unlearn.alteraser import AltEraser
-from graphforget.unlearn.finetune import FineTune
-from graphforget.unlearn.retrain import Retrain
+from graphforget.unlearning import get_unlearner, unlearn
+from graphforget.unlearning.alteraser import AltEraser
+from graphforget.unlearning.finetune import FineTune
+from graphforget.unlearning.retrain import Retrain
 from tests.conftest import random_graph
 
 CFG = TrainConfig(epochs=4, batch_size=64, lr=1e-2, patience=2, progress=False)

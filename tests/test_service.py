@@ -17,7 +17,7 @@ from graphforget.service import (Forgetter, InteractionStore, UnlearningFailed, 
                                  )
 from graphforget.data import read_pairs
 from graphforget.train import evaluate, file_sha256, load_checkpoint, save_checkpoint
-from graphforget.unlearn import UnlearnResult, Unlearner
+from graphforget.unlearning import UnlearnResult, Unlearner
 from graphforget.train.objective import total_loss
 
 
@@ -327,7 +327,7 @@ def test_numerical_failure_falls_back(tmp_path, bad):
 
 
 def test_default_fallback_is_library_finetune(tmp_path):
-    pytest.importorskip("graphforget.unlearn.finetune")
+    pytest.importorskip("graphforget.unlearning.finetune")
     f, g = make_service(tmp_path, unlearner=NotConverged(), fallback="finetune",
                         fallback_options={"max_epochs": 2})
     res = f.forget(raw_pairs(g, g.train_edges[:, :2]), request_id="r")
@@ -466,7 +466,7 @@ def test_default_audit_figures_match_evaluate(tmp_path):
 
 def test_real_method_if_available(tmp_path):
     """The service with a library method (ifru) on a tiny LightGCN."""
-    pytest.importorskip("graphforget.unlearn.ifru")
+    pytest.importorskip("graphforget.unlearning.ifru")
     f, g = make_service(tmp_path, model="lightgcn", unlearner=None, fallback=None, method="ifru")
     res = f.forget(raw_pairs(g, g.train_edges[:, :2]), request_id="a")
     assert res.method == "ifru" and res.report["converged"] is not False
@@ -476,7 +476,7 @@ def test_real_method_if_available(tmp_path):
 # ---------------------------------------------------------------------- CLI
 def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
     import graphforget.cli as cli
-    import graphforget.unlearn as ul
+    import graphforget.unlearning as ul
 
     assert "graphforget.cli.service" in cli.COMMAND_MODULES
     monkeypatch.setitem(ul.METHODS, "test-gd", f"{__name__}:GradientSteps")
@@ -524,7 +524,7 @@ def test_cli_import_forget_history(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("kw", [{"method": "no-such-method"}, {"method": "ifru", "fallback": "bogus"},
                                 {"method": None}])
 def test_unknown_method_refused_before_store_is_touched(tmp_path, kw):
-    from graphforget.unlearn import METHODS
+    from graphforget.unlearning import METHODS
 
     fresh = tmp_path / "fresh" / "store.sqlite"  # must not even be created
     with pytest.raises(ValueError, match="unknown unlearning") as err:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from graphforget.models import build_model
 from graphforget.service import Forgetter, InteractionStore
 from graphforget.train import save_checkpoint
-from graphforget.unlearn import Unlearner
+from graphforget.unlearning import Unlearner
 
 U, I, E = 8, 10, 30
 

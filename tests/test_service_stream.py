@@ -15,7 +15,7 @@ from test_service import assert_same, make_service, raw_pairs, snapshot
 from graphforget.models import build_model
 from graphforget.service import Forgetter, InteractionStore
 from graphforget.train import TrainConfig, save_checkpoint, train
-from graphforget.unlearn import get_unlearner
+from graphforget.unlearning import get_unlearner
 
 
 def _requests(g):

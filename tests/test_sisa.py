@@ -14,7 +14,7 @@ from graphforget.metrics import ranking_metrics
 from graphforget.models import MF, build_model
 from graphforget.models.ensemble import AttentionAggregator, ShardedRecommender
 from graphforget.train import TrainConfig, evaluate, train
-from graphforget.unlearn import get_unlearner, unlearn
+from graphforget.unlearning import get_unlearner, unlearn
 from graphforget.train.sharding import (balanced_kmeans, capacitated_assign, fit_sharded,
                                         partition_edges, random_partition, shard_capacity,
                                         train_aggregator)

@@ -15,7 +15,7 @@ from graphforget.models import build_model
 from graphforget.train import (TrainConfig, fixed_negatives, load_checkpoint, save_checkpoint,
                                stationarity, stationary_finish, train)
 from graphforget.train.objective import FullObjective, Objective, split_samples, total_loss
-from graphforget.unlearn import get_unlearner
+from graphforget.unlearning import get_unlearner
 
 
 def _sample_tuples(s):
@@ -212,7 +212,7 @@ def test_newton_steps_reach_the_new_minimiser_from_a_stationary_model():
 
 
 def test_reports_carry_their_cost_in_full_gradient_equivalents():
-    from graphforget.unlearn.base import full_gradient_seconds, objective_for
+    from graphforget.unlearning.base import full_gradient_seconds, objective_for
 
     g = random_graph(30, 40, 200, seed=10)
     model = build_model("lightgcn", g.num_users, g.num_items, dim=6, layers=2, seed=0)

@@ -76,9 +76,9 @@ def train_retrains(original: RecModel, graph_before: InteractionGraph, deleted: 
                    seeds: Optional[Sequence[int]] = None,
                    log: Optional[Callable[[str], None]] = None) -> list[RecModel]:
     """``count`` retrains on ``graph_before`` minus ``deleted`` with the original's recipe
-    (:class:`~graphforget.unlearn.retrain.Retrain`) and independent seeds; ``log`` gets one
+    (:class:`~graphforget.unlearning.retrain.Retrain`) and independent seeds; ``log`` gets one
     line per retrain (progress)."""
-    from ..unlearn import get_unlearner
+    from ..unlearning import get_unlearner
 
     seeds = list(seeds) if seeds is not None else retrain_seeds(original, count)
     own = (getattr(original, "recipe", None) or {}).get("seed")

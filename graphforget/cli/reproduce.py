@@ -42,7 +42,7 @@ def _check_methods(specs) -> None:
     """Every ``--methods`` spec names a method and options it takes (checked before any
     training: a typo would otherwise surface after hours)."""
     from ..reproduce.runner import parse_method
-    from ..unlearn import get_unlearner
+    from ..unlearning import get_unlearner
 
     for spec in specs or []:
         name, opts = parse_method(spec)

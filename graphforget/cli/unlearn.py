@@ -23,7 +23,7 @@ def _fraction(text: str) -> float:
 
 def register(subparsers) -> None:
     from . import _seed, add_command
-    from ..unlearn import METHODS, SUMMARIES
+    from ..unlearning import METHODS, SUMMARIES
 
     methods = "\n".join(f"  {name:<10} {SUMMARIES[name]}" for name in METHODS)
     p = add_command(
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
 
 def _options(texts: list[str]) -> dict:
     """``--option KEY=VALUE`` strings as method options (values parsed as in method specs)."""
-    from ..unlearn import parse_method
+    from ..unlearning import parse_method
 
     opts: dict = {}
     for text in texts:
@@ -73,9 +73,9 @@ def _run(args) -> int:
     from . import _device, _output_file, _same_file
     from ..data.registry import load_dataset
     from ..data import read_edges
-    from ..unlearn import deletion_edges, get_unlearner
+    from ..unlearning import deletion_edges, get_unlearner
     from ..train import distributed, evaluate, load_checkpoint, save_checkpoint
-    from ..unlearn import UnlearningRequest
+    from ..unlearning import UnlearningRequest
 
     # everything checkable without the data first: nothing is loaded or written for bad input
     device = _device(args.device)

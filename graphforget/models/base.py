@@ -34,7 +34,7 @@ class RecModel(nn.Module):
     num_layers = 0
     #: ``propagate`` is ``Z = P E`` for a fixed symmetric matrix ``P`` (a polynomial in the
     #: adjacency, or ``I``) and the scores/losses are this class's inner-product ones; lets
-    #: unlearning take Hessian-vector products in closed form (``unlearn.curvature``).
+    #: unlearning take Hessian-vector products in closed form (``unlearning.curvature``).
     linear_propagation = False
     #: the parameters include ego embeddings ``embedding`` (the objective's gradient and the
     #: stationary finish are taken w.r.t. them); ``False`` for a head over frozen models

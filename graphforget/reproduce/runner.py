@@ -3,7 +3,7 @@ request run every method, the retrain it is compared with, and the audit.
 
 A row of the result table is one (dataset, model, deletion, method, seed). Method specs are
 strings ``name[:key=value,...]`` (``"ifru:k=1"``, ``"alteraser:rounds=3"``), turned into
-:func:`graphforget.unlearn.get_unlearner` calls; ``"original"`` is the model before deletion.
+:func:`graphforget.unlearning.get_unlearner` calls; ``"original"`` is the model before deletion.
 SISA / RecEraser start from their own sharded original, trained once per setting.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from ..data.graph import InteractionGraph
 from ..metrics import auc
 from ..models import build_model
 from ..train import TrainConfig, evaluate, train
-from ..unlearn import get_unlearner
-from ..unlearn.requests import deletion_edges, parse_method
+from ..unlearning import get_unlearner
+from ..unlearning.requests import deletion_edges, parse_method
 
 
 def method_label(spec: str) -> str:

@@ -24,7 +24,7 @@ from typing import Optional
 from ..data.graph import InteractionGraph
 from ..train import TrainConfig
 from .report import SettingLog, plot_tradeoff, write_results
-from ..unlearn import load_methods
+from ..unlearning import load_methods
 from .runner import Setting, parse_method, run_setting
 
 IFRU_METHODS = ["original", "retrain", "sisa", "receraser", "scif", "if", "ifru:k=0", "ifru:k=1",

@@ -113,7 +113,7 @@ from torch import Tensor
 
 from ..data.graph import InteractionGraph, edge_keys
 from ..train.checkpoint import file_sha256, save_checkpoint
-from ..unlearn import Unlearner, get_unlearner, method_key
+from ..unlearning import Unlearner, get_unlearner, method_key
 from .ledger import LedgerEntry, jsonable, Ledger
 from .recovery import (is_finite_model, recipe_of, recovery_hint, train_finite, binding_digest,
                        rebind_checkpoint, retrain_checkpoint)
@@ -177,8 +177,8 @@ class Forgetter:
             :meth:`InteractionStore.import_graph` or ``graphforget store import``).
         checkpoint_path: the base checkpoint of the series, trained on the store's graph; it is
             bound to the store on first use (a checkpoint of another graph is refused).
-        method: unlearning method name for :func:`graphforget.unlearn.get_unlearner`, or an
-            :class:`~graphforget.unlearn.Unlearner` instance.
+        method: unlearning method name for :func:`graphforget.unlearning.get_unlearner`, or an
+            :class:`~graphforget.unlearning.Unlearner` instance.
         options: keyword options of the method.
         fallback: method name or instance tried when ``method`` fails numerically; ``None`` to
             fail cleanly instead.

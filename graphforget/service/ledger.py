@@ -14,7 +14,7 @@ Columns: ``seq`` (order, contiguous from 1), ``request_id``, ``time`` (unix seco
 ``{"user": placeholder}`` / ``{"item": placeholder}`` for a whole node, see
 :mod:`~graphforget.service.tokens`), ``request_digest`` (a keyed digest of the canonical
 request as given, for idempotency), ``num_edges`` (training edges forgotten), ``num_heldout`` (validation / test
-pairs purged), ``method``, ``options``, ``report`` (the :class:`~graphforget.unlearn.UnlearnReport`:
+pairs purged), ``method``, ``options``, ``report`` (the :class:`~graphforget.unlearning.UnlearnReport`:
 times, solver residual, iterations, …), ``audit_before`` / ``audit_after`` (utility figures),
 ``checkpoint`` (file name), ``checkpoint_sha256``, ``graph_fingerprint`` (training edges after
 the request), ``parent_sha256`` (checkpoint the request started from), ``error``,

@@ -62,7 +62,7 @@ Plan for N machines
   ledger and the model store. For a distributed solve it runs as rank 0 of a standing process
   group whose other ranks wait in a loop on a broadcast: per request rank 0 broadcasts the
   deleted edge list (and the model version id, which every rank loads read-only from the store),
-  every rank rebuilds the same :class:`~graphforget.unlearn.influence.InfluenceProblem`
+  every rank rebuilds the same :class:`~graphforget.unlearning.influence.InfluenceProblem`
   (deterministic: same graph, same fixed negatives), shards its sample terms with
   :func:`shard_samples`, wraps its per-rank Hessian operator and gradient with
   :class:`DistributedOperator` / :func:`all_reduce_sum`, and runs the same CG; rank 0 alone
@@ -72,7 +72,7 @@ Plan for N machines
   before anything is committed (the ledger's crash rules apply unchanged).
 
 The unlearners use these blocks under a process group: IF / IFRU through
-``LocalObjective(distributed=True)`` (:mod:`graphforget.unlearn.influence`), AltEraser by
+``LocalObjective(distributed=True)`` (:mod:`graphforget.unlearning.influence`), AltEraser by
 sharding its region's samples, SISA / RecEraser by dealing shards to ranks
 (:func:`graphforget.train.sharding.retrain_shards`). What this module does not do yet: the
 service loop above (``Forgetter`` as rank 0 of a standing group), the stationary finish and

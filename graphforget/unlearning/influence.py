@@ -49,13 +49,13 @@ other rows and NGCF's weight matrices stay fixed (the weights are shared by ever
 Newton step on them would couple the whole graph; the influence methods here, like the IFRU
 reference, treat them as constants). The ego matrix is built as ``E.index_put((S,), θ_S)`` so
 autograd sees only ``θ_S``, and ``g`` and ``H'`` are restricted to those rows. Both are taken
-*through propagation* on exact k-hop regions (:mod:`graphforget.unlearn.subgraph`): the
+*through propagation* on exact k-hop regions (:mod:`graphforget.unlearning.subgraph`): the
 gradient of a sample set needs the nodes within ``K`` hops of its nodes; the Hessian w.r.t.
 ``θ_S`` needs the samples touching the ``K``-hop reach of ``S`` and then the ``K``-hop region of
 their nodes; a region holding more than ``fallback_fraction`` of the graph is replaced by the
 full graph (noted in the report). The system :math:`(H'_{SS} + \delta I) p = g_S` is solved by
 conjugate gradients with exact Hessian-vector products (closed form for linear-propagation
-models, :mod:`graphforget.unlearn.curvature`; double backward otherwise), or LiSSA. Rows that
+models, :mod:`graphforget.unlearning.curvature`; double backward otherwise), or LiSSA. Rows that
 no remaining sample touches get a fresh draw from the initialisation (:func:`untouched_rows`).
 
 **IF** (this class): the direct term only, on the deleted edges' endpoints plus ``coupling``
@@ -104,7 +104,7 @@ class LocalObjective:
 
     Only samples with a node in the ``hops``-hop reach of ``S`` depend on ``θ_S``; they are
     kept and evaluated on the ``hops``-hop region of their nodes (exact, see
-    :mod:`graphforget.unlearn.subgraph`). With ``propagate=False`` the representations are the
+    :mod:`graphforget.unlearning.subgraph`). With ``propagate=False`` the representations are the
     ego embeddings themselves (the MF-style objective of the IFRU reference code). A model
     with ``num_layers == 0`` gets ``adj=None`` (MF ignores it). Regions relabel nodes, which
     assumes ``model.propagate`` treats rows as the nodes of the adjacency it is given (true
@@ -189,7 +189,7 @@ class LocalObjective:
         return total
 
     def linear(self) -> bool:
-        """Whether the closed forms of :mod:`graphforget.unlearn.curvature` apply (fixed linear
+        """Whether the closed forms of :mod:`graphforget.unlearning.curvature` apply (fixed linear
         map from ego embeddings to representations)."""
         return self.model.linear_propagation or not self.propagate
 
@@ -210,7 +210,7 @@ class LocalObjective:
     def hessian_operator(self, theta: Tensor, damping: float = 0.0):
         """Matrix-free ``v ↦ (∇²f(θ) + δI) v`` at ``theta``: closed-form products through
         the propagation matrix for linear-propagation models (MF, LightGCN; and any model in
-        paper mode), double backward otherwise (:mod:`graphforget.unlearn.curvature`)."""
+        paper mode), double backward otherwise (:mod:`graphforget.unlearning.curvature`)."""
         op = LinearModelHessian(self, theta, damping) if self.linear() else \
             HessianOperator(self._local, theta, damping)
         return gfd.DistributedOperator(op, damping) if self.distributed else op
@@ -296,7 +296,7 @@ class InfluenceFunction(Unlearner):
         solver: ``"pcg"`` (conjugate gradients preconditioned by the closed-form per-node
             blocks, :meth:`preconditioner`; on negative curvature δ is raised one rung and CG
             restarts), ``"cg"`` (plain CG; raising δ costs no restart,
-            :func:`~graphforget.unlearn.linalg.lanczos_damped_solve`) or ``"lissa"``.
+            :func:`~graphforget.unlearning.linalg.lanczos_damped_solve`) or ``"lissa"``.
         tol: relative residual at which the solver stops.
         max_iter: solver iteration cap per damping. CG that has not reached ``tol`` within it
             counts as failed like negative curvature: δ is raised tenfold (a truncated iterate
@@ -308,7 +308,7 @@ class InfluenceFunction(Unlearner):
         coupling: hops of Hessian coupling added to the rows (:func:`coupled_rows`); ``0``
             keeps the endpoints only, as the IF baseline of the IFRU paper.
         weight_decay, loss, negatives, negative_seed: the objective; ``None`` / ``"auto"``
-            read it from ``model.recipe`` (:func:`~graphforget.unlearn.base.objective_for`).
+            read it from ``model.recipe`` (:func:`~graphforget.unlearning.base.objective_for`).
         paper_mode: form the Hessian without propagation (representations = ego embeddings),
             as the IFRU public code does; the gradient stays exact (one step only).
         fallback_fraction: use the full graph when a region exceeds this fraction of nodes
@@ -320,7 +320,7 @@ class InfluenceFunction(Unlearner):
             converge: the removal of samples leaves near-flat directions of a stationary
             model's curvature slightly negative. The damping actually
             used is reported. CG raises δ inside one Krylov space
-            (:func:`~graphforget.unlearn.linalg.lanczos_damped_solve`); LiSSA restarts.
+            (:func:`~graphforget.unlearning.linalg.lanczos_damped_solve`); LiSSA restarts.
         seed: seed of the fresh draws for rows left without any sample (:func:`untouched_rows`).
     """
 
@@ -431,7 +431,7 @@ class InfluenceFunction(Unlearner):
     def preconditioner(self, prob: InfluenceProblem, theta: Tensor):
         """``δ ↦ (r ↦ (B + δI)^{-1} r)``: block-Jacobi with the closed-form per-node ``d × d``
         blocks ``B`` of the new objective's Hessian on the free rows at ``theta``
-        (:class:`~graphforget.unlearn.blocks.BlockCurvature`: exact Gauss–Newton blocks for
+        (:class:`~graphforget.unlearning.blocks.BlockCurvature`: exact Gauss–Newton blocks for
         MF, self and one-hop paths for LightGCN, the ego block for NGCF). The blocks carry
         the degree heterogeneity that makes plain CG slow (3-4× fewer iterations on ml100k)."""
         model, dev = prob.model, theta.device

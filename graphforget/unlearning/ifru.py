@@ -1,6 +1,6 @@
 r"""IFRU: influence-function recommendation unlearning with spillover (Zhang et al., 2023).
 
-Method ``"ifru"``. Same Newton step as :class:`~graphforget.unlearn.influence.InfluenceFunction`
+Method ``"ifru"``. Same Newton step as :class:`~graphforget.unlearning.influence.InfluenceFunction`
 (see its module for the derivation), :math:`\Delta\theta_S = -(H'_{SS} + \delta I)^{-1} g_S`,
 but with the full first-order change of the objective,
 

@@ -28,7 +28,7 @@ from ..train.objective import SampleSet
 
 class SCIF(InfluenceFunction):
     """Label-replacement influence on the endpoints (labelled data only); options as
-    :class:`~graphforget.unlearn.influence.InfluenceFunction`."""
+    :class:`~graphforget.unlearning.influence.InfluenceFunction`."""
 
     name = "scif"
 

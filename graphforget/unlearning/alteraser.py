@@ -35,7 +35,7 @@ affected rows toward the optimum of the objective rather than undoing the deleti
 method is meant for models of the stationary recipe (:mod:`graphforget.train.stationary`); the
 report says so when the model is not stationary.
 
-The block Hessians are the closed forms of :mod:`graphforget.unlearn.blocks` (exact for MF,
+The block Hessians are the closed forms of :mod:`graphforget.unlearning.blocks` (exact for MF,
 Gauss–Newton self and one-hop paths for LightGCN, the ego block for NGCF).
 
 Under a process group (``torchrun``) each rank keeps a contiguous share of the region's samples
@@ -75,14 +75,14 @@ class AltEraser(Unlearner):
         blocks: ``"alternate"`` (users then items), ``"users"`` or ``"items"`` (the other side
             stays fixed).
         weight_decay, loss, negatives, negative_seed: the objective; ``None`` / ``"auto"``
-            read it from ``model.recipe`` (:func:`~graphforget.unlearn.base.objective_for`).
+            read it from ``model.recipe`` (:func:`~graphforget.unlearning.base.objective_for`).
         line_search: accept a block update only under the Armijo condition, raising δ
             (Levenberg–Marquardt) otherwise; ``False`` takes every step with δ = ``damping``.
         max_backtracks: δ increases (×4) tried before a block update is skipped.
         paths: LightGCN block-Hessian approximation, ``"neighbours"`` (self path plus the
             one-hop paths) or ``"self"`` (self path only).
         coupling: hops of rows sharing a sample with the affected rows that are optimised too
-            (:func:`~graphforget.unlearn.influence.coupled_rows`; 0 = the paper's affected
+            (:func:`~graphforget.unlearning.influence.coupled_rows`; 0 = the paper's affected
             rows). For MF the affected rows are only the deleted edges' endpoints, while the
             new minimiser moves every row coupled to them through a sample.
         seed: seed of the fresh draws for rows left without any sample.

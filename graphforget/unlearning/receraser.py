@@ -4,7 +4,7 @@ The model is a :class:`~graphforget.models.ensemble.ShardedRecommender` trained 
 :func:`graphforget.train.sharding.fit_sharded` with ``strategy="kmeans"`` (interaction-based
 balanced partition of pretrained embeddings) and the attention aggregator. Forgetting
 :math:`\Delta\mathcal{D}` retrains, from scratch with their stored seeds, exactly the shards
-that held deleted edges (as in :class:`~graphforget.unlearn.sisa.SISA`), then retrains the
+that held deleted edges (as in :class:`~graphforget.unlearning.sisa.SISA`), then retrains the
 attention aggregator from its seeded initialisation with the shards frozen on the remaining
 edges (:func:`~graphforget.train.sharding.train_aggregator`; ``aggregator_epochs`` overrides
 the stored number of epochs). Re-initialising the aggregator rather than fine-tuning it keeps

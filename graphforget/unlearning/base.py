@@ -130,7 +130,7 @@ class UnlearnReport:
     spillover terms), ``solve`` (Hessian solve or optimisation), ``apply`` (writing the update).
     Newton-step methods also fill the solver fields and the step diagnostics
     ``gradient_mismatch`` / ``objective_change``
-    (:meth:`~graphforget.unlearn.influence.InfluenceFunction.check_step`).
+    (:meth:`~graphforget.unlearning.influence.InfluenceFunction.check_step`).
     ``peak_memory_mb``: the call's peak memory (:class:`PeakMemory`; NaN where not measurable).
     """
 
@@ -269,7 +269,7 @@ def param_names(klass: type) -> list[str]:
     """Constructor parameter names of the :class:`Unlearner` subclass ``klass``, in signature
     order: its ``__init__``'s named parameters and, while an ``__init__`` passes ``**options``
     on, those of the base classes' (``IFRU(k, prune_ratio, **options)`` adds those of
-    :class:`~graphforget.unlearn.influence.InfluenceFunction`)."""
+    :class:`~graphforget.unlearning.influence.InfluenceFunction`)."""
     return _param_walk(klass)[0]
 
 

@@ -3,7 +3,7 @@ r"""Hessian-vector products for linear-propagation models without double backwar
 MF and LightGCN compute representations by a *fixed linear map* of the ego embeddings,
 :math:`Z = P E` with :math:`P = \sum_{k=0}^{K} \alpha_k \hat{A}^k` (LightGCN; symmetric because
 :math:`\hat{A}` is) or :math:`P = I` (MF, and the propagation-free Hessian of paper mode). The
-objective of :class:`~graphforget.unlearn.influence.LocalObjective` is then
+objective of :class:`~graphforget.unlearning.influence.LocalObjective` is then
 
 .. math::
     f(E) = \sum_t w_t \sum_{s \in t} \varphi_s(Z_t) + \frac{\lambda}{2} \sum_v c_v
@@ -35,7 +35,7 @@ The per-sample constants (:math:`z_u`, :math:`b`, :math:`w\varphi'`, :math:`w\va
 computed once at :math:`\theta`, so each product costs :math:`2K` sparse products, two
 gathers and one scatter of ``[n, d]`` (the last two as sparse incidence products).
 Equal to the double-backward product of
-:class:`~graphforget.unlearn.linalg.HessianOperator` (tested); NGCF (non-linear propagation)
+:class:`~graphforget.unlearning.linalg.HessianOperator` (tested); NGCF (non-linear propagation)
 uses that operator instead.
 """
 from __future__ import annotations
@@ -50,9 +50,9 @@ from ..train.objective import ScoreCurvature, node_counts
 
 class LinearModelHessian:
     r"""Matrix-free :math:`v \mapsto (H + \delta I) v` for a
-    :class:`~graphforget.unlearn.influence.LocalObjective` of a linear-propagation model, at
+    :class:`~graphforget.unlearning.influence.LocalObjective` of a linear-propagation model, at
     ``theta`` (rows ``S`` of the ego matrix); a drop-in for
-    :class:`~graphforget.unlearn.linalg.HessianOperator` (``count``, ``damping``).
+    :class:`~graphforget.unlearning.linalg.HessianOperator` (``count``, ``damping``).
     """
 
     def __init__(self, objective, theta: Tensor, damping: float = 0.0) -> None:

@@ -1,17 +1,15 @@
-"""Unlearning methods behind one contract (see :mod:`graphforget.unlearn.base`).
+"""Unlearning methods behind one contract (see :mod:`graphforget.unlearning.base`).
 
 >>> result = graphforget.unlearn(model, graph, edges, method="ifru", k=3)
 >>> result.model, result.graph, result.report
->>> from graphforget.unlearn import IFRU, AltEraser      # the method classes
+>>> from graphforget.unlearning import IFRU, AltEraser      # the method classes
 
-The package itself is callable (``graphforget.unlearn(...)`` is :func:`unlearn`), and the method
-classes of :data:`METHODS` import lazily on first access.
+``graphforget.unlearn`` is :func:`unlearn` (a plain function, exported by the top-level
+package); the method classes of :data:`METHODS` import lazily on first access.
 """
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 from .base import UnlearnReport, UnlearnResult, Unlearner, UnlearningRequest, accepts_any_option, param_names
 from .requests import deletion_edges, parse_method
@@ -19,14 +17,14 @@ from .requests import deletion_edges, parse_method
 # method name -> "module:Class"; modules import lazily so a missing optional piece never
 # breaks `import graphforget`.
 METHODS = {
-    "retrain": "graphforget.unlearn.retrain:Retrain",
-    "finetune": "graphforget.unlearn.finetune:FineTune",
-    "if": "graphforget.unlearn.influence:InfluenceFunction",
-    "ifru": "graphforget.unlearn.ifru:IFRU",
-    "scif": "graphforget.unlearn.scif:SCIF",
-    "alteraser": "graphforget.unlearn.alteraser:AltEraser",
-    "sisa": "graphforget.unlearn.sisa:SISA",
-    "receraser": "graphforget.unlearn.receraser:RecEraser",
+    "retrain": "graphforget.unlearning.retrain:Retrain",
+    "finetune": "graphforget.unlearning.finetune:FineTune",
+    "if": "graphforget.unlearning.influence:InfluenceFunction",
+    "ifru": "graphforget.unlearning.ifru:IFRU",
+    "scif": "graphforget.unlearning.scif:SCIF",
+    "alteraser": "graphforget.unlearning.alteraser:AltEraser",
+    "sisa": "graphforget.unlearning.sisa:SISA",
+    "receraser": "graphforget.unlearning.receraser:RecEraser",
 }
 
 #: One line per method, for ``graphforget unlearn --help`` and the README's table.
@@ -99,15 +97,6 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(module), cls)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``graphforget.unlearn(model, graph, edges, method=...)`` call :func:`unlearn`."""
-
-    def __call__(self, model, graph, request, method: str = "ifru", **options) -> UnlearnResult:
-        return unlearn(model, graph, request, method=method, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Unlearner", "UnlearningRequest", "UnlearnReport", "UnlearnResult", "METHODS", "SUMMARIES",
            "deletion_edges", "parse_method", "method_key", "get_unlearner", "load_methods", "unlearn",

@@ -27,7 +27,7 @@ class SISA(Unlearner):
 
     Args:
         processes: train the affected shards in this many parallel ``spawn`` processes.
-        seed: see :class:`~graphforget.unlearn.base.Unlearner`.
+        seed: see :class:`~graphforget.unlearning.base.Unlearner`.
 
     The report's ``options["retrained_shards"]`` lists the retrained shards and
     ``options["shard_seconds"]`` their training times; ``affected_parameters`` counts their
