@@ -119,6 +119,8 @@ def fz(tmp_path_factory):
                              "--quiet"]) == 0
             assert cli.main(["forget", "--db", str(db), "--checkpoint", str(ck), *forget]) == 0
     (f.nokey / "store.sqlite.key").unlink()
+    f.jsonlist = write("list.jsonl", "[1, 2]\n")
+    f.twokinds = write("twokinds.jsonl", '{"user": "1", "item": "2"}\n')
     f.foreign_db = d / "other.sqlite"
     c = sqlite3.connect(f.foreign_db)
     c.execute("CREATE TABLE notes(x)")
@@ -426,6 +428,14 @@ CASES = [
     Case("forget-key-file-missing",
          lambda f: _forget(f, "--user", "0", db=f.nokey / "store.sqlite", ck=f.nokey / "m.pt"),
          ("key file is missing",)),
+    Case("forget-batch-not-json", lambda f: _forget(f, "--batch", f.good), ("--batch", ":1: not JSON")),
+    Case("forget-batch-empty", lambda f: _forget(f, "--batch", f.empty), ("--batch", "no requests")),
+    Case("forget-batch-is-dir", lambda f: _forget(f, "--batch", f.d), ("--batch", "is a directory")),
+    Case("forget-batch-latin1", lambda f: _forget(f, "--batch", f.latin1), ("--batch", "not UTF-8")),
+    Case("forget-batch-not-an-object", lambda f: _forget(f, "--batch", f.jsonlist), (":1: expected a JSON object",)),
+    Case("forget-batch-two-kinds", lambda f: _forget(f, "--batch", f.twokinds), ("exactly one of",)),
+    Case("forget-batch-with-request-id",
+         lambda f: _forget(f, "--batch", f.twokinds, "--request-id", "x"), ("its own",)),
     Case("forget-key-is-dir", lambda f: _forget(f, "--user", "0", "--key", f.d), ("a directory",)),
     Case("forget-key-not-a-key", lambda f: _forget(f, "--user", "0", "--key", f.good), ("not a graphforget store key",)),
     Case("forget-key-of-another-store",

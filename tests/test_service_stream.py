@@ -122,3 +122,31 @@ def test_coalesced_ifru_takes_one_solve_for_the_batch(tmp_path):
     assert fa.graph.fingerprint() == fb.graph.fingerprint()
     fa.close()
     fb.close()
+
+
+def test_cli_forget_batch(tmp_path, capsys):
+    """``graphforget forget --batch FILE.jsonl``: one step, one ledger row per line; a bad line
+    refuses the whole file in one line (nothing changed)."""
+    import json
+
+    import graphforget.cli as cli
+
+    f, g = make_service(tmp_path)
+    f.close()
+    requests = _requests(g)
+    batch = tmp_path / "queue.jsonl"
+    batch.write_text("\n".join(json.dumps(r) for r in requests) + "\n\n")
+    base = ["forget", "--db", str(tmp_path / "store.sqlite"), "--checkpoint", str(tmp_path / "model.pt"),
+            "--method", "retrain", "--fallback", "none", "--no-audit", "--quiet"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(requests[0]) + "\n" + '{"user": "nobody"}\n')
+    before = (tmp_path / "store.sqlite").read_bytes()
+    assert cli.main(base + ["--batch", str(bad)]) == 2
+    assert "unknown user ids" in capsys.readouterr().err
+    assert (tmp_path / "store.sqlite").read_bytes() == before
+    assert cli.main(base + ["--batch", str(batch), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["request_id"] for r in rows] == ["r-user", "r-edges", "r-item"]
+    assert len({r["checkpoint"] for r in rows}) == 1
+    assert cli.main(["verify", "--db", str(tmp_path / "store.sqlite"), "--checkpoint",
+                     str(tmp_path / "model.pt")]) == 0

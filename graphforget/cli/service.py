@@ -232,6 +232,9 @@ def cmd_forget(args) -> int:
     _existing_db(args.db)
     _check_device(args.device)
     edges = read_pairs(args.edges) if args.edges else None  # malformed file: nothing opened
+    batch = _read_batch(args.batch) if args.batch else None
+    if batch is not None and args.request_id is not None:
+        raise ValueError("--request-id names one request: give each --batch line its own \"request_id\"")
     phases = ["validate", "audit", "unlearn", "audit", "checkpoint", "commit"]
     bar = _progress_bar(len(phases), "forget", args.quiet)
 
@@ -244,17 +247,22 @@ def cmd_forget(args) -> int:
             args.db, args.checkpoint, method=args.method, options=dict(args.option or []),
             fallback=fallback, audit=None if args.no_audit else partial(audit_figures, ks=tuple(args.ks)),
             device=args.device, progress=step, lock_timeout=args.lock_timeout, key_path=args.key) as f:
-        if args.user is not None:
-            res = f.forget_user(args.user, request_id=args.request_id)
+        if batch is not None:
+            results = f.forget_many(batch)
+        elif args.user is not None:
+            results = [f.forget_user(args.user, request_id=args.request_id)]
         elif args.item is not None:
-            res = f.forget_item(args.item, request_id=args.request_id)
+            results = [f.forget_item(args.item, request_id=args.request_id)]
         else:
-            res = f.forget(edges, request_id=args.request_id)
+            results = [f.forget(edges, request_id=args.request_id)]
     bar.close()
     if args.json:
-        print(json.dumps({k: v for k, v in res.__dict__.items()}, indent=2, default=str))
+        rows = [dict(r.__dict__) for r in results]
+        print(json.dumps(rows if batch is not None else rows[0], indent=2, default=str))
         return 0
-    print(res.summary())
+    for res in results:
+        print(res.summary())
+    res = results[-1]
     print(f"  ledger row hash {res.ledger_hash} (keep it: `graphforget verify --anchor HASH`)")
     for label, fig in (("before", res.audit_before), ("after", res.audit_after)):
         if fig:
@@ -265,6 +273,32 @@ def cmd_forget(args) -> int:
             parts += [f"deleted mean_rank={ranks['mean_rank']:.1f}"] if "mean_rank" in ranks else []
             print(f"  audit {label}: {'  '.join(parts)}")
     return 0
+
+
+def _read_batch(path: str) -> list[dict]:
+    """The requests of a ``--batch`` file (JSON lines; blank and ``#`` lines skipped); a one-line
+    ``ValueError`` naming the file and line for anything else."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--batch {path}: is a directory, expected a JSON-lines file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--batch {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    out = []
+    for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):  # blank lines and comments
+            continue
+        try:
+            req = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--batch {path}:{n}: not JSON ({exc.msg})") from None
+        if not isinstance(req, dict):
+            raise ValueError(f"--batch {path}:{n}: expected a JSON object, got {type(req).__name__}")
+        out.append(req)
+    if not out:
+        raise ValueError(f"--batch {path}: no requests")
+    return out
 
 
 def _chain_state(store, ledger) -> str:
@@ -418,6 +452,10 @@ def register(subparsers) -> None:
     who.add_argument("--user", metavar="RAW_ID", help="forget every interaction of this user")
     who.add_argument("--item", metavar="RAW_ID", help="forget every interaction with this item")
     who.add_argument("--edges", metavar="FILE", help="text file, one 'user item' pair per line")
+    who.add_argument("--batch", metavar="FILE.jsonl",
+                     help="queued requests, one JSON object per line ({\"user\": ...}, {\"item\": ...} "
+                          "or {\"edges\": [[u, i], ...]}, each with an optional \"request_id\"), "
+                          "unlearned as one step (Forgetter.forget_many)")
     p.add_argument("--method", default="ifru", help="unlearning method (default ifru)")
     p.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
                    help="method option (JSON value), repeatable")
