@@ -161,6 +161,16 @@ def khop(adjacency: NormalizedAdjacency, seeds: Tensor, k: int) -> Tensor:
     return torch.nonzero(mask).view(-1)
 
 
+def _spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` into a fresh output: for a CSR ``adj`` ``addmm(out=, beta=0)`` writes the
+    product directly (``torch.sparse.mm`` zero-fills and copies an intermediate: about 4x the
+    time of the product itself on a 47k-node graph)."""
+    if adj.layout != torch.sparse_csr or adj.device.type != "cpu":  # CUDA: cuSPARSE as is
+        return torch.sparse.mm(adj, x)
+    out = torch.empty(adj.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    return torch.addmm(out, adj, x, beta=0, out=out)
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ X`` for a symmetric sparse ``A``; backward is ``A @ grad`` (no transpose), and the
     backward is itself built from this function, so double backward (HVPs) works."""
@@ -168,7 +178,7 @@ class _SymmetricSpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
         ctx.adj = adj
-        return torch.sparse.mm(adj, x)
+        return _spmm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
