@@ -8,6 +8,10 @@ read-only; a ``--db`` that is not a graphforget store (another program's SQLite 
 directory, a damaged file) is refused in one line without being written, and SQLite errors of a
 store damaged past its header become one line naming the file too.
 
+``forget --batch FILE.jsonl`` applies queued requests (one JSON object per line, as
+:meth:`~graphforget.service.Forgetter.forget_many` takes them) as one unlearning step with one
+ledger row each; a bad line refuses the whole file.
+
 ``forget`` prints the hash of the request's ledger row: keep it elsewhere (a ticket, a log) and
 ``verify --anchor HASH`` later checks that the ledger up to that row was not rewritten. ``history``
 ends with the chain's state (intact with its head hash, or where it is broken). Stored strings
