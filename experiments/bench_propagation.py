@@ -17,9 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -29,7 +26,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
+from _rows import append_row, stamp  # noqa: E402
 from graphforget.data import load_dataset  # noqa: E402
 from graphforget.data.sparse import sym_spmm  # noqa: E402
 
@@ -84,19 +83,13 @@ def main(argv=None) -> None:
         t = {name: timed(fn, args.repeat) for name, fn in
              (("ours_forward", fwd_ours), ("pyg_forward", fwd_pyg),
               ("ours_forward_backward", bwd_ours), ("pyg_forward_backward", bwd_pyg))}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE.parent).stdout.strip()
     row = {"bench": "propagation", "data": Path(args.data).name, "nodes": adj.num_nodes,
            "entries": int(adj.row.numel()), "dim": args.dim, "threads": torch.get_num_threads(),
            **{k: round(v, 5) for k, v in t.items()},
            "pyg_over_ours_forward": round(t["pyg_forward"] / t["ours_forward"], 2),
            "pyg_over_ours_forward_backward": round(t["pyg_forward_backward"] / t["ours_forward_backward"], 2),
-           "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "host": f"{platform.node()} {platform.machine()}", "torch": torch.__version__}
-    print(json.dumps(row))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+           **stamp(HERE.parent)}
+    append_row(args.out, row)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +31,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
+from _rows import append_row, stamp  # noqa: E402
 from graphforget.data import load_dataset  # noqa: E402
 from graphforget.models import build_model  # noqa: E402
 from graphforget.service import Forgetter, InteractionStore  # noqa: E402
@@ -102,17 +101,11 @@ def main(argv=None) -> None:
         start = scores(model, graph.num_users)
         change = float((finals["one_by_one"] - start).norm())
         out["score_gap_relative"] = round(float((finals["coalesced"] - finals["one_by_one"]).norm()) / change, 4)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE.parent).stdout.strip()
     row = {"bench": "stream", "data": Path(args.data).name, "model": args.model, "method": args.method,
            "l2": args.l2, "requests": len(raw), "batch": args.batch, "train_seconds": round(train_seconds, 1),
            **out, "speedup_coalesced": round(out["one_by_one"]["seconds"] / out["coalesced"]["seconds"], 2),
-           "threads": torch.get_num_threads(), "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "host": f"{platform.node()} {platform.machine()}"}
-    print(json.dumps(row))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+           **stamp(HERE.parent)}
+    append_row(args.out, row)
 
 
 if __name__ == "__main__":

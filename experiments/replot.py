@@ -2,7 +2,8 @@
 (axis labels in words with the better direction, one legend per figure, the do-nothing and
 held-out-retrain lines). Nothing is re-run: the points are the measured rows.
 
-    python experiments/replot.py            # every table CSV under experiments/results
+    python experiments/replot.py                       # every table CSV below experiments/results
+    python experiments/replot.py results/ifru_early_stop/ifru.csv --y umia_auc   # one table
 """
 from __future__ import annotations
 
@@ -26,9 +27,18 @@ PLOTS = {
 }
 
 
-def main() -> None:
-    for name, (y, title) in PLOTS.items():
-        csv = HERE / "results" / name
+def main(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", nargs="*", type=Path, help="table CSVs (default: the known ones)")
+    ap.add_argument("--y", default="umia_auc", help="y column for a CSV not in the known list")
+    args = ap.parse_args(argv)
+    known = {(HERE / "results" / name).resolve(): v for name, v in PLOTS.items()}
+    todo = [(c, known.get(c.resolve(), (args.y, c.stem))) for c in args.csv] or \
+        [(c, v) for c, v in known.items()]
+    for csv, (y, title) in todo:
+        name = csv.name
         if not csv.is_file():
             continue
         rows = read_results(csv)
