@@ -1,7 +1,7 @@
 """Request-stream benchmark: K forget requests one by one against ``Forgetter.forget_many`` in
 batches, through the whole service path, in one process.
 
-Trains a model with the stationary recipe on a LightGCN-format data set (default ml100k, MF),
+Trains a model (stationary recipe by default, ``--until early_stop`` for the early-stopped one) on a LightGCN-format data set (default ml100k, MF),
 imports it into two fresh stores bound to the same checkpoint, draws ``--requests`` single-user
 requests (seeded; users with at least ``--min-degree`` training interactions), and applies them
 
@@ -51,6 +51,8 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="mf")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--l2", type=float, default=0.1)
+    ap.add_argument("--until", default="stationary", choices=["stationary", "early_stop"],
+                    help="training recipe of the served model")
     ap.add_argument("--method", default="ifru")
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--batch", type=int, default=10)
@@ -63,7 +65,7 @@ def main(argv=None) -> None:
     name, _, layers = args.model.partition("-")
     model = build_model(name, graph.num_users, graph.num_items, dim=args.dim,
                         layers=int(layers or 0), seed=args.seed)
-    cfg = TrainConfig(lr=5e-3, weight_decay=args.l2, until="stationary", progress=False, seed=args.seed)
+    cfg = TrainConfig(lr=5e-3, weight_decay=args.l2, until=args.until, progress=False, seed=args.seed)
     t = time.perf_counter()
     train(model, graph, cfg)
     train_seconds = time.perf_counter() - t
@@ -102,7 +104,7 @@ def main(argv=None) -> None:
         change = float((finals["one_by_one"] - start).norm())
         out["score_gap_relative"] = round(float((finals["coalesced"] - finals["one_by_one"]).norm()) / change, 4)
     row = {"bench": "stream", "data": Path(args.data).name, "model": args.model, "method": args.method,
-           "l2": args.l2, "requests": len(raw), "batch": args.batch, "train_seconds": round(train_seconds, 1),
+           "until": args.until, "l2": args.l2, "requests": len(raw), "batch": args.batch, "train_seconds": round(train_seconds, 1),
            **out, "speedup_coalesced": round(out["one_by_one"]["seconds"] / out["coalesced"]["seconds"], 2),
            **stamp(HERE.parent)}
     append_row(args.out, row)
