@@ -478,9 +478,6 @@ class Forgetter:
                     results[k] = res
             return results
 
-    def _raw_pairs(self, edges: Tensor) -> list[tuple[str, str]]:
-        return list(zip(self.store.raw_users(edges[0].tolist()), self.store.raw_items(edges[1].tolist())))
-
     def _resolve_edges(self, pairs: list[tuple[str, str]]) -> tuple[Tensor, Tensor]:
         if not pairs:
             raise ValueError("empty forget request: no (user, item) pairs given")

@@ -757,17 +757,6 @@ class InteractionStore:
         live = self._interaction_tokens()
         return sum(t in live for t in tokens)
 
-    def present(self, edges: Tensor, split: Optional[str] = None) -> Tensor:
-        """Bool ``[m]``: which pairs still have a row (in ``split``, or any split)."""
-        pairs = _pairs(as_edge_tensor(edges))
-        hit: set[tuple[int, int]] = set()
-        extra = "" if split is None else " AND split=?"
-        for chunk in _chunks(pairs, _CHUNK // 2):
-            cond = " OR ".join(["(user=? AND item=?)"] * len(chunk))
-            args = [v for p in chunk for v in p] + ([split] if split else [])
-            hit.update(self.conn.execute(f"SELECT user, item FROM interactions WHERE ({cond}){extra}", args))
-        return torch.tensor([p in hit for p in pairs], dtype=torch.bool)
-
     def forgotten_in_store(self, limit: int = 5) -> tuple[int, list[tuple[str, str, str]]]:
         """Tombstoned pairs that have an interaction row again: their number and the first
         ``limit`` as ``(raw user, raw item, request id)`` (every row's token recomputed)."""
